@@ -1,0 +1,306 @@
+"""CaseWork: the application that runs the case workflow, one method per command."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any, ClassVar, TypeVar, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import JSONTranscoder, Transcoding
+
+from domain.case import Case
+from domain.commands import (
+    AdjustBenefit,
+    AnswerReferral,
+    Assess,
+    AssignVerification,
+    AttachSignal,
+    CaseCommand,
+    CloseCase,
+    Command,
+    DeliverService,
+    Enrol,
+    ExitProgramme,
+    GiveConsent,
+    GrantEmergencyRelief,
+    OpenCase,
+    Pay,
+    PublishNotice,
+    RaiseObjection,
+    RecordPaymentFailure,
+    Refer,
+    RegulariseEmergencyRelief,
+    Review,
+    Verify,
+    WithdrawConsent,
+    parse_command,
+)
+from domain.errors import CaseNotFoundError, PermissionDeniedError
+from domain.household import Household
+from domain.policy import DEFAULT_POLICY, Policy
+from domain.roles import may
+
+__all__ = ["CaseWork", "DateAsISO"]
+
+TCommand = TypeVar("TCommand", bound=Command)
+Given = Mapping[str, Any]
+
+
+class DateAsISO(Transcoding):
+    """Stores calendar dates (due dates, effective dates) as ISO strings."""
+
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class CaseWork(Application[UUID]):
+    """Records each case of social assistance as a stream of events."""
+
+    name = "CaseWork"
+    # Monthly payments make cases long: rebuild them from a snapshot every 50 events.
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Case: 50}
+    policy: Policy = DEFAULT_POLICY
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    # -- commands -----------------------------------------------------------------------
+
+    def open_case(self, command: OpenCase | Given) -> int:
+        """Open a case for a household; refused while the household has an open case."""
+        cmd = self._authorised(OpenCase, command)
+        try:
+            household = cast(Household, self.repository.get(Household.id_for(cmd.household_id)))
+        except AggregateNotFoundError:
+            household = Household.register(cmd.household_id)
+        household.open_case(cmd.case_id)
+        case = Case.discover(
+            case_id=cmd.case_id,
+            household_id=cmd.household_id,
+            region=cmd.region,
+            channel=cmd.channel.value,
+            signals=list(cmd.signals),
+            household_size=cmd.household_size,
+            personal=cmd.personal.model_dump(),
+            by=cmd.by,
+        )
+        return self._append(case, household)
+
+    def attach_signal(self, command: AttachSignal | Given) -> int:
+        """Attach another risk signal to an open case."""
+        return self._on_case(AttachSignal, command, lambda c, x: c.attach_signal(x.signal, by=x.by))
+
+    def assign_verification(self, command: AssignVerification | Given) -> int:
+        """Assign the verification visit."""
+        return self._on_case(
+            AssignVerification,
+            command,
+            lambda c, x: c.assign_verification(x.assignee, x.due_on, by=x.by),
+        )
+
+    def give_consent(self, command: GiveConsent | Given) -> int:
+        """Record the household's consent."""
+        return self._on_case(GiveConsent, command, lambda c, x: c.give_consent(x.given_by, by=x.by))
+
+    def withdraw_consent(self, command: WithdrawConsent | Given) -> int:
+        """Record the withdrawal of consent."""
+        return self._on_case(WithdrawConsent, command, lambda c, x: c.withdraw_consent(by=x.by))
+
+    def verify(self, command: Verify | Given) -> int:
+        """Record the verification visit's findings."""
+        return self._on_case(
+            Verify,
+            command,
+            lambda c, x: c.verify(
+                x.verdict, x.household_size, x.monthly_income_fen, dict(x.facts), by=x.by
+            ),
+        )
+
+    def assess(self, command: Assess | Given) -> int:
+        """Record the assessment panel's measures."""
+        return self._on_case(
+            Assess,
+            command,
+            lambda c, x: c.assess([m.model_dump(mode="json") for m in x.measures], by=x.by),
+        )
+
+    def publish_notice(self, command: PublishNotice | Given) -> int:
+        """Put a dibao decision on public notice."""
+        return self._on_case(
+            PublishNotice,
+            command,
+            lambda c, x: c.publish_notice(x.starts_on, self.policy.notice_days, by=x.by),
+        )
+
+    def raise_objection(self, command: RaiseObjection | Given) -> int:
+        """Record an objection raised during the notice."""
+        return self._on_case(
+            RaiseObjection, command, lambda c, x: c.raise_objection(x.objector, by=x.by)
+        )
+
+    def enrol(self, command: Enrol | Given) -> int:
+        """Enrol the household in a programme."""
+        return self._on_case(
+            Enrol,
+            command,
+            lambda c, x: c.enrol(
+                x.programme, x.amount_fen, x.category, x.effective_from, by=x.by, policy=self.policy
+            ),
+        )
+
+    def pay(self, command: Pay | Given) -> int:
+        """Record a payment."""
+        return self._on_case(
+            Pay,
+            command,
+            lambda c, x: c.pay(x.programme, x.period, x.amount_fen, x.payment_ref, by=x.by),
+        )
+
+    def record_payment_failure(self, command: RecordPaymentFailure | Given) -> int:
+        """Record a failed payment."""
+        return self._on_case(
+            RecordPaymentFailure,
+            command,
+            lambda c, x: c.record_payment_failure(
+                x.programme, x.period, x.amount_fen, x.payment_ref, by=x.by
+            ),
+        )
+
+    def grant_emergency_relief(self, command: GrantEmergencyRelief | Given) -> int:
+        """Pay emergency relief before verification."""
+        return self._on_case(
+            GrantEmergencyRelief,
+            command,
+            lambda c, x: c.grant_emergency_relief(x.grant_id, x.amount_fen, by=x.by),
+        )
+
+    def regularise_emergency_relief(self, command: RegulariseEmergencyRelief | Given) -> int:
+        """Complete an emergency grant's paperwork."""
+        return self._on_case(
+            RegulariseEmergencyRelief,
+            command,
+            lambda c, x: c.regularise_emergency_relief(x.grant_id, by=x.by),
+        )
+
+    def deliver_service(self, command: DeliverService | Given) -> int:
+        """Record a service delivered."""
+        return self._on_case(
+            DeliverService, command, lambda c, x: c.deliver_service(x.service, x.provider, by=x.by)
+        )
+
+    def refer(self, command: Refer | Given) -> int:
+        """Refer the household to a social organisation."""
+        return self._on_case(
+            Refer, command, lambda c, x: c.refer(x.referral_id, x.organisation, x.need, by=x.by)
+        )
+
+    def answer_referral(self, command: AnswerReferral | Given) -> int:
+        """Record a referral's answer."""
+        return self._on_case(
+            AnswerReferral,
+            command,
+            lambda c, x: c.answer_referral(x.referral_id, x.accepted, x.amount_fen, by=x.by),
+        )
+
+    def review(self, command: Review | Given) -> int:
+        """Record a periodic review."""
+        return self._on_case(
+            Review, command, lambda c, x: c.review(x.programme, x.outcome, by=x.by)
+        )
+
+    def adjust_benefit(self, command: AdjustBenefit | Given) -> int:
+        """Change a benefit's amount."""
+        return self._on_case(
+            AdjustBenefit,
+            command,
+            lambda c, x: c.adjust_benefit(x.programme, x.amount_fen, x.effective_from, by=x.by),
+        )
+
+    def exit_programme(self, command: ExitProgramme | Given) -> int:
+        """End an enrolment."""
+        return self._on_case(
+            ExitProgramme, command, lambda c, x: c.exit_programme(x.programme, x.ended_on, by=x.by)
+        )
+
+    def close_case(self, command: CloseCase | Given) -> int:
+        """Close the case and free the household for a new one."""
+        cmd = self._authorised(CloseCase, command)
+        case = self.get_case(cmd.case_id)
+        case.close(by=cmd.by)
+        household = cast(Household, self.repository.get(Household.id_for(case.household_id)))
+        household.close_case(case.id)
+        return self._append(case, household)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get_case(self, case_id: UUID, version: int | None = None) -> Case:
+        """A case as it stands now, or at a version."""
+        try:
+            case: object = self.repository.get(case_id, version=version)
+        except AggregateNotFoundError:
+            raise CaseNotFoundError(case_id) from None
+        if not isinstance(case, Case):
+            raise CaseNotFoundError(case_id)
+        return case
+
+    def case_as_of(self, case_id: UUID, moment: datetime) -> Case:
+        """A case as it stood when the record reached a moment (recorded time)."""
+        version = None
+        for event in self.history(case_id):
+            if event.timestamp > moment:
+                break
+            version = event.originator_version
+        if version is None:
+            raise CaseNotFoundError(case_id)
+        return self.get_case(case_id, version=version)
+
+    def history(self, case_id: UUID) -> list[Case.Event]:
+        """Every event of a case, in order."""
+        events = [e for e in self.events.get(case_id) if isinstance(e, Case.Event)]
+        if not events:
+            raise CaseNotFoundError(case_id)
+        return events
+
+    def household_chain(self, household_id: str) -> list[UUID]:
+        """The ids of a household's cases, oldest first."""
+        try:
+            household = cast(Household, self.repository.get(Household.id_for(household_id)))
+        except AggregateNotFoundError:
+            return []
+        return list(household.case_ids)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _authorised(self, kind: type[TCommand], given: TCommand | Given) -> TCommand:
+        """Validate the input, then check the actor's role may run it."""
+        cmd = parse_command(kind, given)
+        if not may(cmd.by.role, kind.name):
+            raise PermissionDeniedError(cmd.by.actor, cmd.by.role.value, kind.name)
+        return cmd
+
+    def _on_case(
+        self,
+        kind: type[TCommand],
+        given: TCommand | Given,
+        step: Callable[[Case, TCommand], None],
+    ) -> int:
+        cmd = self._authorised(kind, given)
+        assert isinstance(cmd, CaseCommand)
+        case = self.get_case(cmd.case_id)
+        step(case, cmd)
+        return self._append(case)
+
+    def _append(self, *aggregates: Aggregate) -> int:
+        """Append the aggregates' new events atomically; the last notification id."""
+        recordings = self.save(*aggregates)
+        return recordings[-1].notification.id

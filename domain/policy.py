@@ -1,0 +1,30 @@
+"""Local rules that vary by locality: notice period, review intervals, decision deadlines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["DEFAULT_POLICY", "Policy"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The configurable public rules a locality applies to its cases."""
+
+    # 7-day public notice (公示) before a dibao enrolment takes effect.
+    notice_days: int = 7
+    # Dibao households are reviewed every 6 or 12 months depending on their category.
+    review_months_by_category: dict[str, int] = field(
+        default_factory=lambda: {"stable": 12, "changing": 6}
+    )
+    default_review_months: int = 12
+    # A decision is due within 30 working days of discovery, 45 at most.
+    decision_days: int = 30
+    decision_days_max: int = 45
+
+    def review_months(self, category: str) -> int:
+        """Months between reviews for a household category."""
+        return self.review_months_by_category.get(category, self.default_review_months)
+
+
+DEFAULT_POLICY = Policy()
