@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date, datetime
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import JSONTranscoder, Transcoding
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
 
 from domain.case import Case
 from domain.commands import (
@@ -38,15 +40,19 @@ from domain.commands import (
     WithdrawConsent,
     parse_command,
 )
-from domain.errors import CaseNotFoundError, PermissionDeniedError
+from domain.errors import CaseNotFoundError, DuplicateMessageError, PermissionDeniedError
 from domain.household import Household
 from domain.policy import DEFAULT_POLICY, Policy
+from domain.receipt import MessageReceipt
 from domain.roles import may
 
 __all__ = ["CaseWork", "DateAsISO"]
 
 TCommand = TypeVar("TCommand", bound=Command)
 Given = Mapping[str, Any]
+
+# The upstream message being handled, if any: its receipt is saved with the events it causes.
+_current_message: ContextVar[str | None] = ContextVar("current_message", default=None)
 
 
 class DateAsISO(Transcoding):
@@ -279,6 +285,29 @@ class CaseWork(Application[UUID]):
             return []
         return list(household.case_ids)
 
+    # -- upstream messages --------------------------------------------------------------
+
+    @contextmanager
+    def handling_message(self, message_key: str) -> Iterator[None]:
+        """Commands run inside record a receipt for the message atomically with their events.
+
+        A second delivery of the same message then fails to save and raises
+        DuplicateMessageError, whatever else happened in between.
+        """
+        token = _current_message.set(message_key)
+        try:
+            yield
+        finally:
+            _current_message.reset(token)
+
+    def has_received(self, message_key: str) -> bool:
+        """Whether an upstream message has already taken effect."""
+        try:
+            self.repository.get(MessageReceipt.id_for(message_key))
+        except AggregateNotFoundError:
+            return False
+        return True
+
     # -- plumbing -----------------------------------------------------------------------
 
     def _authorised(self, kind: type[TCommand], given: TCommand | Given) -> TCommand:
@@ -302,5 +331,15 @@ class CaseWork(Application[UUID]):
 
     def _append(self, *aggregates: Aggregate) -> int:
         """Append the aggregates' new events atomically; the last notification id."""
-        recordings = self.save(*aggregates)
+        message_key = _current_message.get()
+        if message_key is None:
+            return self.save(*aggregates)[-1].notification.id
+        try:
+            recordings = self.save(*aggregates, MessageReceipt.receive(message_key))
+        except IntegrityError:
+            if self.has_received(message_key):
+                raise DuplicateMessageError(message_key) from None
+            raise
+        # Only the first command a message causes carries its receipt.
+        _current_message.set(None)
         return recordings[-1].notification.id

@@ -12,6 +12,7 @@ __all__ = [
     "CaseNotFoundError",
     "CaseWorkError",
     "ConsentRequiredError",
+    "DuplicateMessageError",
     "DuplicatePaymentError",
     "EmergencyNotRegularisedError",
     "InvalidAmountError",
@@ -39,6 +40,14 @@ class InvalidCommandError(CaseWorkError, ValueError):
         self.problems = problems
         detail = "; ".join(f"{field}: {message}" for field, message in problems)
         super().__init__(f"invalid {command}: {detail}")
+
+
+class DuplicateMessageError(CaseWorkError):
+    """An upstream message that has already taken effect was delivered again."""
+
+    def __init__(self, message_key: str) -> None:
+        self.message_key = message_key
+        super().__init__(f"upstream message {message_key} has already taken effect")
 
 
 class PermissionDeniedError(CaseWorkError):
