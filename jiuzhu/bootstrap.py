@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.sql import SQL, Identifier
 
 from domain.application import CaseWork
 
@@ -31,4 +33,7 @@ def eventstore_env(
 
 def casework(database_url: str, *, schema: str = "public", pool_size: int = 5) -> CaseWork:
     """A CaseWork application on a PostgreSQL event store."""
+    if schema != "public":
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
     return CaseWork(env=eventstore_env(database_url, schema=schema, pool_size=pool_size))

@@ -1,0 +1,1 @@
+"""FastStream apps that carry the service over a message broker: intake, relay, projector."""

@@ -1,0 +1,60 @@
+"""Broker selection: the URL's scheme chooses NATS JetStream, RabbitMQ, Redis Streams or Kafka."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from faststream.kafka import KafkaBroker
+from faststream.nats import NatsBroker
+from faststream.rabbit import RabbitBroker
+from faststream.redis import RedisBroker
+
+__all__ = ["AnyBroker", "BrokerKind", "broker_kind", "make_broker"]
+
+AnyBroker = NatsBroker | RabbitBroker | RedisBroker | KafkaBroker
+
+
+class BrokerKind(StrEnum):
+    """The brokers the service can run on."""
+
+    NATS = "nats"
+    RABBIT = "rabbit"
+    REDIS = "redis"
+    KAFKA = "kafka"
+
+
+_SCHEMES = {
+    "nats": BrokerKind.NATS,
+    "tls": BrokerKind.NATS,
+    "amqp": BrokerKind.RABBIT,
+    "amqps": BrokerKind.RABBIT,
+    "redis": BrokerKind.REDIS,
+    "rediss": BrokerKind.REDIS,
+    "kafka": BrokerKind.KAFKA,
+}
+
+
+def broker_kind(url: str) -> BrokerKind:
+    """The kind of broker a URL names, or ValueError naming the scheme."""
+    scheme = urlsplit(url).scheme
+    try:
+        return _SCHEMES[scheme]
+    except KeyError:
+        known = ", ".join(f"{s}://" for s in _SCHEMES)
+        raise ValueError(
+            f"broker URL scheme {scheme or '(none)'!r} is not one of {known}"
+        ) from None
+
+
+def make_broker(url: str, **options: Any) -> AnyBroker:
+    """A FastStream broker for a URL (not connected: connecting happens at start)."""
+    kind = broker_kind(url)
+    if kind is BrokerKind.NATS:
+        return NatsBroker(url, **options)
+    if kind is BrokerKind.RABBIT:
+        return RabbitBroker(url, **options)
+    if kind is BrokerKind.REDIS:
+        return RedisBroker(url, **options)
+    return KafkaBroker(urlsplit(url).netloc, **options)

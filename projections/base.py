@@ -1,0 +1,94 @@
+"""Read models: tables fed event by event, with the tracking record in the same transaction.
+
+One class serves every path: the projector feeds it batches from the broker, replay and
+rebuild feed it straight from the notification log. Only the batch's source differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import singledispatchmethod
+from typing import Any, ClassVar
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg import Cursor
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+__all__ = ["Positioned", "ReadModel", "read_model_datastore"]
+
+# A domain event with its notification id (its position in the application's log).
+Positioned = tuple[DomainEventProtocol[Any], int]
+
+
+def read_model_datastore(
+    database_url: str, *, schema: str, pool_size: int = 2
+) -> PostgresDatastore:
+    """A connection pool for read models living in a schema (created if missing)."""
+    params = conninfo_to_dict(database_url)
+    datastore = PostgresDatastore(
+        dbname=str(params.get("dbname") or "postgres"),
+        host=str(params.get("host") or "127.0.0.1"),
+        port=str(params.get("port") or "5432"),
+        user=str(params.get("user") or "postgres"),
+        password=str(params.get("password") or ""),
+        schema=schema,
+        pool_size=pool_size,
+    )
+    with datastore.transaction(commit=True) as curs:
+        curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
+    return datastore
+
+
+class ReadModel(PostgresTrackingRecorder):
+    """A projection with its PostgreSQL tables; subclasses add process_event methods."""
+
+    name: ClassVar[str]
+    # CREATE TABLE / INDEX statements; "{schema}" stands for the read model's schema.
+    ddl: ClassVar[Sequence[str]] = ()
+    # Tables the read model owns, compared row by row by replay and swapped by rebuild.
+    tables: ClassVar[Sequence[str]] = ()
+
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__(datastore, tracking_table_name=f"{self.name}_tracking")
+        for statement in self.ddl:
+            self.sql_create_statements.append(self.sql(statement))
+
+    def sql(self, statement: str) -> Composed:
+        """A statement with {schema} bound to this read model's schema."""
+        return SQL(statement).format(schema=Identifier(self.datastore.schema))  # type: ignore[arg-type]
+
+    def position(self, application_name: str) -> int:
+        """The notification id of the last event applied (0 before any)."""
+        return self.max_tracking_id(application_name) or 0
+
+    def apply(self, events: Iterable[Positioned], *, application_name: str) -> int:
+        """Apply events after the tracked position and track the last, in one transaction.
+
+        Events at or below the position were applied before (a redelivery): they are
+        skipped, so a batch delivered twice changes nothing. Returns how many applied.
+        """
+        applied = 0
+        last = 0
+        with self.datastore.transaction(commit=True) as curs:
+            # Rows and tracking commit together: a commit lost in a crash is simply redone.
+            curs.execute("SET LOCAL synchronous_commit = off")
+            curs.execute(self.max_tracking_id_statement, (application_name,), prepare=True)
+            row = curs.fetchone()
+            position = (row["max"] if row else None) or 0
+            for event, notification_id in events:
+                if notification_id <= position or notification_id <= last:
+                    continue
+                self.process_event(event, curs)
+                last = notification_id
+                applied += 1
+            if applied:
+                self._insert_tracking(curs, Tracking(application_name, last))
+        return applied
+
+    @singledispatchmethod
+    def process_event(self, event: object, curs: Cursor[DictRow]) -> None:
+        """Events this read model does not need change nothing."""
