@@ -59,7 +59,7 @@ class ReadModel(PostgresTrackingRecorder):
 
     def sql(self, statement: str) -> Composed:
         """A statement with {schema} bound to this read model's schema."""
-        return SQL(statement).format(schema=Identifier(self.datastore.schema))  # type: ignore[arg-type]
+        return SQL(statement).format(schema=Identifier(self.datastore.schema))
 
     def position(self, application_name: str) -> int:
         """The notification id of the last event applied (0 before any)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from eventsourcing.application import Application
 
@@ -12,7 +13,7 @@ __all__ = ["catch_up", "log_batches"]
 
 
 def log_batches(
-    app: Application[object],
+    app: Application[Any],
     *,
     after: int = 0,
     batch_size: int = 1000,
@@ -31,7 +32,7 @@ def log_batches(
         position = notifications[-1].id
 
 
-def catch_up(read_model: ReadModel, app: Application[object], *, batch_size: int = 1000) -> int:
+def catch_up(read_model: ReadModel, app: Application[Any], *, batch_size: int = 1000) -> int:
     """Apply every event the read model has not yet seen; how many were applied."""
     applied = 0
     after = read_model.position(app.name)
