@@ -79,6 +79,7 @@ class ReadModel(PostgresTrackingRecorder):
             curs.execute(self.max_tracking_id_statement, (application_name,), prepare=True)
             row = curs.fetchone()
             position = (row["max"] if row else None) or 0
+            self.begin_batch()
             for event, notification_id in events:
                 if notification_id <= position or notification_id <= last:
                     continue
@@ -86,8 +87,19 @@ class ReadModel(PostgresTrackingRecorder):
                 last = notification_id
                 applied += 1
             if applied:
+                self.flush_batch(curs)
                 self._insert_tracking(curs, Tracking(application_name, last))
         return applied
+
+    def begin_batch(self) -> None:
+        """Hook: a batch starts (read models that buffer rows in memory reset here)."""
+
+    def flush_batch(self, curs: Cursor[DictRow]) -> None:
+        """Hook: write rows buffered during the batch, before its tracking record.
+
+        Fast read models fold a batch's events in memory in process_event and write each
+        touched row once here (executemany / COPY): one statement per event is far slower.
+        """
 
     @singledispatchmethod
     def process_event(self, event: object, curs: Cursor[DictRow]) -> None:
