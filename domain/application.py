@@ -267,7 +267,7 @@ class CaseWork(Application[UUID]):
                 break
             version = event.originator_version
         if version is None:
-            raise CaseNotFoundError(case_id)
+            raise CaseNotFoundError(case_id, f" as recorded by {moment.isoformat()}")
         return self.get_case(case_id, version=version)
 
     def history(self, case_id: UUID) -> list[Case.Event]:

@@ -61,9 +61,9 @@ class PermissionDeniedError(CaseWorkError):
 class CaseNotFoundError(CaseWorkError, LookupError):
     """No case has this id."""
 
-    def __init__(self, case_id: UUID) -> None:
+    def __init__(self, case_id: UUID, when: str = "") -> None:
         self.case_id = case_id
-        super().__init__(f"case {case_id} not found")
+        super().__init__(f"case {case_id} not found{when}")
 
 
 class CaseAlreadyOpenError(CaseWorkError):

@@ -1,0 +1,25 @@
+"""The jiuzhu command line: demo, cases, and the service's other tools."""
+
+from __future__ import annotations
+
+import typer
+
+from jiuzhu import cli_case, cli_demo
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="jiuzhu",
+    help="Event-sourced case workflow for social assistance (救助).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(cli_case.app, name="case")
+app.command("demo")(cli_demo.demo)
+# Each tool registers its own command group here, one line each.
+
+
+def main() -> None:
+    """Entry point of the `jiuzhu` console script."""
+    app()

@@ -1,0 +1,140 @@
+"""`jiuzhu case`: a case as it stands (or stood), and its history event by event."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+from rich.table import Table
+
+from domain.case import Case
+from jiuzhu.cli_common import console, fail, load_settings, print_json, user_errors
+from jiuzhu.narrate import CHINA_TIME, case_view, end_of_day, event_row, yuan
+from jiuzhu.runtime import endpoints, open_casework
+
+__all__ = ["app", "parse_case_id", "parse_moment"]
+
+app = typer.Typer(help="Look at one case: its state and its history.", no_args_is_help=True)
+
+CaseIdArg = Annotated[str, typer.Argument(metavar="CASE_ID", help="The case's id (a UUID)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
+
+
+def parse_case_id(text: str) -> UUID:
+    """A case id from the command line, or a one-line error."""
+    try:
+        return UUID(text)
+    except ValueError:
+        raise fail(f"CASE_ID {text!r} is not a case id (a UUID)") from None
+
+
+def parse_moment(text: str) -> datetime:
+    """A date (end of that day, China time) or an ISO date-time, or a one-line error."""
+    try:
+        if len(text) == 10:
+            return end_of_day(date.fromisoformat(text))
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise fail(f"--as-of {text!r} is not a date (YYYY-MM-DD) or date-time (ISO 8601)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=CHINA_TIME)
+
+
+def _load(case_id: UUID, version: int | None, as_of: datetime | None) -> Case:
+    settings = load_settings()
+    with endpoints(settings) as ends, open_casework(settings, ends.database_url) as casework:
+        if as_of is not None:
+            return casework.case_as_of(case_id, as_of)
+        return casework.get_case(case_id, version=version)
+
+
+@app.command("show")
+@user_errors
+def show(
+    case_id: CaseIdArg,
+    version: Annotated[int | None, typer.Option(min=1, help="As it stood at this version")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="As recorded at a date or date-time")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a case as it stands now, at a version, or as recorded at a date."""
+    if version is not None and as_of is not None:
+        raise fail("give --version or --as-of, not both")
+    moment = parse_moment(as_of) if as_of else None
+    case = _load(parse_case_id(case_id), version, moment)
+    view = case_view(case)
+    if as_json:
+        print_json(view)
+        return
+    _print_case(view)
+
+
+@app.command("history")
+@user_errors
+def history(case_id: CaseIdArg, as_json: JsonOpt = False) -> None:
+    """Every event of a case in order: who, why, what caused it, when."""
+    settings = load_settings()
+    with endpoints(settings) as ends, open_casework(settings, ends.database_url) as casework:
+        rows = [event_row(e) for e in casework.history(parse_case_id(case_id))]
+    if as_json:
+        print_json(rows)
+        return
+    console.print(f"[bold]History of case {case_id}[/] ({len(rows)} events)")
+    for row in rows:
+        occurred = row["occurred_at"].astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M")
+        recorded = row["recorded_at"].astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M:%S")
+        console.print(
+            f"[bold cyan]{row['version']:>4}[/] [bold]{row['type']}[/]  {occurred}"
+            f"  [dim](recorded {recorded})[/]",
+            highlight=False,
+        )
+        console.print(
+            f"      {row['actor']} ({row['role']}) · {row['reason']} · "
+            f"[dim]caused by {row['causation_id']}[/]",
+            highlight=False,
+        )
+        console.print(f"      {row['summary']}", style="green", highlight=False)
+
+
+def _print_case(view: dict[str, Any]) -> None:
+    table = Table(title=f"Case {view['case_id']} (version {view['version']})", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    personal = view["personal"]
+    for field, value in (
+        ("status", view["status"]),
+        ("household", f"{view['household_id']} ({view['household_size']} people)"),
+        ("head of household", ", ".join(v for v in personal.values() if v) or "-"),
+        ("region", view["region"]),
+        ("channel", view["channel"]),
+        ("signals", "; ".join(view["signals"]) or "-"),
+        ("discovered", view["discovered_at"].astimezone(CHINA_TIME).strftime("%Y-%m-%d")),
+        ("verification", f"{view['assignee'] or '-'} due {view['verification_due'] or '-'}"),
+        ("consent", "given" if view["consent"] else "not given"),
+        ("verdict", view["verdict"] or "-"),
+        ("paid in total", yuan(view["paid_total_fen"])),
+        ("services delivered", str(view["services_delivered"])),
+        (
+            "closed",
+            f"{view['closed_at']:%Y-%m-%d} ({view['closed_reason']})" if view["closed_at"] else "-",
+        ),
+    ):
+        table.add_row(field, value)
+    console.print(table)
+    if view["enrolments"]:
+        enrolments = Table(title="Enrolments")
+        for column in ("programme", "department", "amount", "basis", "from", "review due", "ended"):
+            enrolments.add_column(column)
+        for programme, e in view["enrolments"].items():
+            enrolments.add_row(
+                programme,
+                e["department"],
+                yuan(e["amount_fen"]),
+                e["basis"],
+                e["effective_from"].isoformat(),
+                e["review_due"].isoformat(),
+                e["ended_on"].isoformat() if e["ended_on"] else "-",
+            )
+        console.print(enrolments)

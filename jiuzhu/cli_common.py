@@ -1,0 +1,77 @@
+"""What every CLI command shares: the console, settings, errors as one line, JSON output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+from uuid import UUID
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from domain.errors import CaseWorkError
+from jiuzhu.settings import Settings
+
+__all__ = ["console", "err_console", "fail", "load_settings", "print_json", "user_errors"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(message: str) -> typer.Exit:
+    """Print a one-line error and return the exit to raise (status 1)."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def load_settings() -> Settings:
+    """The service settings, or a one-line error naming the bad setting."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"JIUZHU_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        )
+        raise fail(f"bad settings: {problems}") from None
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except CaseWorkError as error:
+        raise fail(str(error)) from None
+
+
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the workflow's own errors into a one-line message and exit status 1."""
+
+    @wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _user_errors():
+            return command(*args, **kwargs)
+
+    return wrapper
+
+
+def _default(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def print_json(data: Any) -> None:
+    """Print data as JSON on stdout, nothing else (for scripts and jq)."""
+    typer.echo(json.dumps(data, default=_default, ensure_ascii=False, indent=2))
