@@ -1,0 +1,142 @@
+"""The relief.events message contract: a stored event out of the log, and back again.
+
+Body: the stored event's `state` bytes exactly as in the events table. Headers carry the
+rest of the stored event (originator id, version, topic) and what routing and tracing need,
+so the projector rebuilds the domain event with the application's own mapper.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from uuid import UUID, uuid5
+
+import orjson
+from eventsourcing.persistence import Mapper, Notification, StoredEvent
+
+from projections.base import Positioned
+
+__all__ = [
+    "EVENTS_PREFIX",
+    "EventMessage",
+    "UndecodableEventError",
+    "decode",
+    "encode",
+    "event_id",
+    "subject_for",
+]
+
+EVENTS_PREFIX = "relief.events"
+
+# Headers every relief.events message carries (values are strings).
+EVENT_ID = "event-id"
+NOTIFICATION_ID = "notification-id"
+CASE_ID = "case-id"
+VERSION = "version"
+TOPIC = "topic"
+TYPE = "type"
+CORRELATION_ID = "correlation-id"
+CAUSATION_ID = "causation-id"
+NATS_MSG_ID = "Nats-Msg-Id"
+
+_WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+@dataclass(frozen=True, slots=True)
+class EventMessage:
+    """One stored event ready for the broker: where it goes, its bytes and headers."""
+
+    subject: str
+    body: bytes
+    headers: dict[str, str]
+    notification_id: int
+    case_id: str
+
+
+class UndecodableEventError(ValueError):
+    """A relief.events message that cannot be turned back into a domain event."""
+
+
+def event_id(originator_id: UUID, version: int) -> UUID:
+    """The event's stable id: the same stored event always gets the same id."""
+    return uuid5(originator_id, str(version))
+
+
+def _snake(name: str) -> str:
+    return _WORD_BOUNDARY.sub("_", name).lower()
+
+
+@lru_cache(maxsize=512)
+def _routing(topic: str, prefix: str) -> tuple[str, str]:
+    """(subject, type) for a topic like 'domain.case:Case.Paid'."""
+    qualname = topic.rpartition(":")[2]
+    aggregate, _, event = qualname.rpartition(".")
+    subject = f"{prefix}.{_snake(aggregate or 'event')}.{_snake(event)}"
+    return subject, qualname
+
+
+def subject_for(topic: str, prefix: str = EVENTS_PREFIX) -> str:
+    """The subject of an event topic, e.g. relief.events.case.verification_assigned."""
+    return _routing(topic, prefix)[0]
+
+
+def _provenance(state: bytes) -> tuple[str, str]:
+    """(correlation, causation) read from the state; empty when it is not plain JSON."""
+    try:
+        fields: Any = orjson.loads(state)
+    except orjson.JSONDecodeError:  # compressed or encrypted state: ids stay in the body
+        return "", ""
+    if not isinstance(fields, dict):
+        return "", ""
+    return str(fields.get("correlation_id") or ""), str(fields.get("causation_id") or "")
+
+
+def encode(notification: Notification, *, prefix: str = EVENTS_PREFIX) -> EventMessage:
+    """The relief.events message for a notification of the application's log."""
+    subject, event_type = _routing(notification.topic, prefix)
+    correlation, causation = _provenance(notification.state)
+    version = notification.originator_version
+    originator_id = notification.originator_id
+    case_id = str(originator_id)
+    the_id = str(
+        event_id(UUID(case_id) if isinstance(originator_id, str) else originator_id, version)
+    )
+    headers = {
+        EVENT_ID: the_id,
+        NATS_MSG_ID: the_id,
+        NOTIFICATION_ID: str(notification.id),
+        CASE_ID: case_id,
+        VERSION: str(version),
+        TOPIC: notification.topic,
+        TYPE: event_type,
+        CORRELATION_ID: correlation,
+        CAUSATION_ID: causation,
+    }
+    return EventMessage(subject, notification.state, headers, notification.id, case_id)
+
+
+def decode(headers: Mapping[str, Any], body: bytes, mapper: Mapper[UUID]) -> Positioned:
+    """The domain event and its notification id, or UndecodableEventError saying why."""
+    try:
+        stored = StoredEvent(
+            originator_id=UUID(str(headers[CASE_ID])),
+            originator_version=int(headers[VERSION]),
+            topic=str(headers[TOPIC]),
+            state=bytes(body),
+        )
+        notification_id = int(headers[NOTIFICATION_ID])
+    except KeyError as missing:
+        raise UndecodableEventError(f"header {missing} is missing") from None
+    except (TypeError, ValueError) as bad:
+        raise UndecodableEventError(f"bad header: {bad}") from None
+    try:
+        event = mapper.to_domain_event(stored)
+    except Exception as error:  # any failure of the mapper means the message is unusable
+        raise UndecodableEventError(
+            f"cannot rebuild {stored.topic} v{stored.originator_version}: "
+            f"{type(error).__name__}: {error}"
+        ) from None
+    return event, notification_id

@@ -1,0 +1,13 @@
+"""The read models the projector feeds: every class here gets every batch of events."""
+
+from __future__ import annotations
+
+from projections.base import ReadModel
+from projections.case_status import CaseStatus
+
+__all__ = ["READ_MODELS"]
+
+# Append a read model class here to have the projector (and rebuilds) feed it.
+READ_MODELS: list[type[ReadModel]] = [
+    CaseStatus,
+]
