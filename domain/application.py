@@ -25,6 +25,7 @@ from domain.commands import (
     Command,
     DeliverService,
     Enrol,
+    ErasePersonalData,
     ExitProgramme,
     GiveConsent,
     GrantEmergencyRelief,
@@ -41,10 +42,10 @@ from domain.commands import (
     parse_command,
 )
 from domain.errors import CaseNotFoundError, DuplicateMessageError, PermissionDeniedError
-from domain.household import Household
+from domain.household import Household, HouseholdNotFoundError
 from domain.policy import DEFAULT_POLICY, Policy
 from domain.receipt import MessageReceipt
-from domain.roles import may
+from domain.roles import Role, may, may_read
 
 __all__ = ["CaseWork", "DateAsISO"]
 
@@ -246,6 +247,26 @@ class CaseWork(Application[UUID]):
         household = cast(Household, self.repository.get(Household.id_for(case.household_id)))
         household.close_case(case.id)
         return self._append(case, household)
+
+    def erase_personal_data(self, command: ErasePersonalData | Given) -> int:
+        """Erase a household's personal data; the store destroys its key with this event."""
+        cmd = self._authorised(ErasePersonalData, command)
+        try:
+            household = cast(Household, self.repository.get(Household.id_for(cmd.household_id)))
+        except AggregateNotFoundError:
+            raise HouseholdNotFoundError(cmd.household_id) from None
+        household.erase_personal_data(by=cmd.by)
+        return self._append(household)
+
+    def authorise_read(self, actor: str, role: Role | str, what: str) -> Role:
+        """Check that a role may read something (READ_PERMISSIONS); the role, or refused."""
+        try:
+            checked = Role(role)
+        except ValueError:
+            raise PermissionDeniedError(actor, str(role), what) from None
+        if not may_read(checked, what):
+            raise PermissionDeniedError(actor, checked.value, what)
+        return checked
 
     # -- reading ------------------------------------------------------------------------
 

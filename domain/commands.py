@@ -25,6 +25,7 @@ __all__ = [
     "Command",
     "DeliverService",
     "Enrol",
+    "ErasePersonalData",
     "ExitProgramme",
     "GiveConsent",
     "GrantEmergencyRelief",
@@ -278,6 +279,16 @@ COMMANDS: dict[str, type[Command]] = {
         AnswerReferral, Review, AdjustBenefit, ExitProgramme, CloseCase,
     )
 }  # fmt: skip
+
+
+class ErasePersonalData(Command):
+    """Erase a household's personal data by destroying its data key (crypto-shredding)."""
+
+    name: ClassVar[str] = "erase_personal_data"
+    household_id: Text = Field(description="Household registry number", examples=["HH-610523-0001"])
+
+
+COMMANDS[ErasePersonalData.name] = ErasePersonalData
 
 TCommand = TypeVar("TCommand", bound=Command)
 

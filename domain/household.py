@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.errors import CaseAlreadyOpenError
+from domain.errors import CaseAlreadyOpenError, CaseWorkError
+from domain.provenance import Provenance
 
-__all__ = ["Household"]
+__all__ = ["Household", "HouseholdNotFoundError"]
 
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://jiuzhu.example/household")
 
@@ -52,10 +54,25 @@ class Household(Aggregate):
         def apply_to(self, household: Household) -> None:
             household.open_case_id = None
 
+    class PersonalDataErased(Event):
+        """The household's personal data was erased: its data key is destroyed (PIPL/GDPR)."""
+
+        household_id: str
+        actor: str
+        role: str
+        reason: str
+        occurred_at: datetime
+        causation_id: str
+        correlation_id: str
+
+        def apply_to(self, household: Household) -> None:
+            household.personal_data_erased_at = self.occurred_at
+
     if TYPE_CHECKING:  # set by Registered
         household_id: str
         case_ids: list[UUID]
         open_case_id: UUID | None
+        personal_data_erased_at: datetime  # set by PersonalDataErased
 
     @staticmethod
     def id_for(household_id: str) -> UUID:
@@ -79,3 +96,17 @@ class Household(Aggregate):
         """Record that the open case closed."""
         if self.open_case_id == case_id:
             self.trigger_event(Household.CaseClosed, case_id=case_id)
+
+    def erase_personal_data(self, *, by: Provenance) -> None:
+        """Record the erasure of the household's personal data (the reason is the legal basis)."""
+        self.trigger_event(
+            Household.PersonalDataErased, household_id=self.household_id, **by.event_fields()
+        )
+
+
+class HouseholdNotFoundError(CaseWorkError, LookupError):
+    """No household has this registry number."""
+
+    def __init__(self, household_id: str) -> None:
+        self.household_id = household_id
+        super().__init__(f"household {household_id} not found")

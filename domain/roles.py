@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["PERMISSIONS", "Role", "may"]
+__all__ = ["PERMISSIONS", "READ_PERMISSIONS", "Role", "may", "may_read"]
 
 
 class Role(StrEnum):
@@ -44,9 +44,28 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "close_case": _DECIDERS | {Role.UPSTREAM_SYSTEM},
     "grant_emergency_relief": _STAFF,
     "regularise_emergency_relief": _DECIDERS,
+    # Crypto-shredding a household's personal data is a decision, never a field step.
+    "erase_personal_data": _DECIDERS,
+}
+
+# Reads and attestations: who may see what. None of these appends a case event.
+_READERS = _STAFF | {Role.AUDITOR, Role.ANALYST}
+READ_PERMISSIONS: dict[str, frozenset[Role]] = {
+    "read_history": _READERS,
+    # Analysts work on statistics: they see personal fields masked.
+    "read_personal_data": _STAFF | {Role.AUDITOR},
+    "verify_audit_trail": _READERS,
+    "export_audit_trail": frozenset({Role.AUDITOR, Role.APPROVER}),
+    # Signing a checkpoint attests the log; schedulers run it as the upstream system.
+    "checkpoint_audit_trail": frozenset({Role.AUDITOR, Role.APPROVER, Role.UPSTREAM_SYSTEM}),
 }
 
 
 def may(role: Role, command: str) -> bool:
     """Whether a role may run a command."""
     return role in PERMISSIONS.get(command, frozenset())
+
+
+def may_read(role: Role, what: str) -> bool:
+    """Whether a role may read (or attest) something named in READ_PERMISSIONS."""
+    return role in READ_PERMISSIONS.get(what, frozenset())

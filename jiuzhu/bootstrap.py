@@ -7,6 +7,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
 
 from domain.application import CaseWork
+from jiuzhu.settings import Settings
 
 __all__ = ["casework", "eventstore_env"]
 
@@ -31,9 +32,31 @@ def eventstore_env(
     }
 
 
-def casework(database_url: str, *, schema: str = "public", pool_size: int = 5) -> CaseWork:
-    """A CaseWork application on a PostgreSQL event store."""
+def casework(
+    database_url: str,
+    *,
+    schema: str = "public",
+    pool_size: int = 5,
+    settings: Settings | None = None,
+) -> CaseWork:
+    """A CaseWork application on a PostgreSQL event store, with the audit trail wired in.
+
+    Every event is hash-chained in its own transaction and personal data is sealed per
+    household (jiuzhu.audit, jiuzhu.privacy); keys come from settings (JIUZHU_* variables
+    when none are given), or from <data_dir>/keys, generated on first use.
+    """
+    from jiuzhu.audit.casework import AuditedCaseWork  # the audit trail imports this module
+    from jiuzhu.audit.signing import signer_from_settings
+    from jiuzhu.privacy.secrets import master_key_from_settings
+
+    settings = settings if settings is not None else Settings()
     if schema != "public":
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
-    return CaseWork(env=eventstore_env(database_url, schema=schema, pool_size=pool_size))
+    return AuditedCaseWork(
+        env=eventstore_env(database_url, schema=schema, pool_size=pool_size),
+        master_key=master_key_from_settings(settings),
+        signer=signer_from_settings(settings),
+        checkpoint_every=settings.checkpoint_every,
+        key_cache_seconds=settings.key_cache_seconds,
+    )

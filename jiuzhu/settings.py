@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -33,6 +35,39 @@ class Settings(BaseSettings):
     log_json: bool | None = Field(
         default=None, description="JSON logs; by default pretty on a terminal, JSON otherwise"
     )
+
+    # -- audit trail and personal data (jiuzhu.audit, jiuzhu.privacy) ------------------------
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 32-byte key wrapping the per-household data keys; empty: "
+        "<data_dir>/keys/master.key, generated on first use (embedded/demo default)",
+    )
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM) signing audit checkpoints and exports; empty: "
+        "<data_dir>/keys/audit-signing.pem, generated on first use (embedded/demo default)",
+    )
+    checkpoint_every: int = Field(
+        default=10_000, ge=0, description="Sign a checkpoint every N events (0: on command only)"
+    )
+    key_cache_seconds: float = Field(
+        default=5.0, ge=0, le=300, description="How long a process may cache a data key"
+    )
+    actor: str | None = Field(default=None, description="Who runs CLI commands, unless --actor")
+    role: str | None = Field(default=None, description="Role of CLI commands, unless --role")
+
+    @field_validator("master_key")
+    @classmethod
+    def _master_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is None or not key.get_secret_value():
+            return None
+        try:
+            raw = base64.b64decode(key.get_secret_value(), validate=True)
+        except binascii.Error:
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError("JIUZHU_MASTER_KEY must be 32 bytes in base64 (44 characters)")
+        return key
 
     @field_validator("database_url")
     @classmethod

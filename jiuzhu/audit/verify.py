@@ -1,0 +1,216 @@
+"""Recompute the chain and checkpoints from the stored rows; name every row that differs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eventsourcing.postgres import PostgresDatastore
+from psycopg.rows import TupleRow, tuple_row
+
+from jiuzhu.audit.chain import GENESIS, event_hash, running_hash
+from jiuzhu.audit.checkpoints import list_checkpoints
+from jiuzhu.audit.signing import Checkpoint, verify_signature
+from jiuzhu.audit.tables import AuditTables
+
+__all__ = ["Finding", "VerifyReport", "count_rows", "verify_log"]
+
+_FETCH = 10_000
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One discrepancy: what kind, which case and version, where in the log."""
+
+    kind: str  # changed | deleted | inserted | moved | reordered | chain | checkpoint | signature
+    case_id: str | None
+    version: int | None
+    notification_id: int | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"case {self.case_id} version {self.version}" if self.case_id else "log"
+        position = f" (notification {self.notification_id})" if self.notification_id else ""
+        return f"{self.kind}: {where}{position}: {self.detail}"
+
+
+@dataclass
+class VerifyReport:
+    """What verification covered and what it found."""
+
+    events: int = 0
+    checkpoints: int = 0
+    unverified_signatures: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No discrepancy at all."""
+        return not self.findings
+
+
+def count_rows(datastore: PostgresDatastore, tables: AuditTables) -> int:
+    """An upper bound of the rows verification reads (for a progress bar)."""
+    with datastore.transaction(commit=False) as curs:
+        curs.execute(
+            tables.sql(
+                "SELECT greatest((SELECT max(notification_id) FROM {events}),"
+                " (SELECT max(notification_id) FROM {chain})) AS n"
+            )
+        )
+        row = curs.fetchone()
+        return int(row["n"] or 0) if row else 0
+
+
+def verify_log(
+    datastore: PostgresDatastore,
+    tables: AuditTables,
+    *,
+    case_id: UUID | str | None = None,
+    public_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """Compare every events row with its chain row, walk the chains and the checkpoints."""
+    walk = _Walk(case_id, public_keys or {})
+    if case_id is None:
+        walk.load_checkpoints(list_checkpoints(datastore, tables))
+    with datastore.get_connection() as conn, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        events = _stream(conn, "audit_events", tables, _EVENTS, case_id)
+        chain = _stream(conn, "audit_chain", tables, _CHAIN, case_id)
+        e, c = next(events, None), next(chain, None)
+        seen = 0
+        while e is not None or c is not None:
+            if c is None or (e is not None and e[0] < c[0]):
+                assert e is not None
+                walk.event_only(e)
+                e = next(events, None)
+            elif e is None or c[0] < e[0]:
+                walk.chain_only(c)
+                c = next(chain, None)
+            else:
+                walk.both(e, c)
+                e, c = next(events, None), next(chain, None)
+            seen += 1
+            if progress is not None and seen % _FETCH == 0:
+                progress(_FETCH)
+        if progress is not None:
+            progress(seen % _FETCH)
+    walk.finish()
+    return walk.report
+
+
+_EVENTS = (
+    "SELECT notification_id, originator_id, originator_version, topic, state FROM {events}",
+    " WHERE originator_id = %s OR notification_id IN"
+    " (SELECT notification_id FROM {chain} WHERE originator_id = %s)",
+)
+_CHAIN = (
+    "SELECT notification_id, originator_id, originator_version, prev_hash, hash, running_hash"
+    " FROM {chain}",
+    " WHERE originator_id = %s OR notification_id IN"
+    " (SELECT notification_id FROM {events} WHERE originator_id = %s)",
+)
+
+
+def _stream(
+    conn: Any, name: str, tables: AuditTables, query: tuple[str, str], case_id: object
+) -> Iterator[TupleRow]:
+    """Rows in notification order from a server-side cursor."""
+    cursor = conn.cursor(name=name, row_factory=tuple_row)
+    cursor.itersize = _FETCH
+    if case_id is None:
+        cursor.execute(tables.sql(query[0] + " ORDER BY notification_id"))
+    else:
+        cursor.execute(
+            tables.sql(query[0] + query[1] + " ORDER BY notification_id"), (case_id, case_id)
+        )
+    return iter(cursor)
+
+
+class _Walk:
+    """The state of one pass in notification order."""
+
+    def __init__(self, case_id: UUID | str | None, public_keys: Mapping[str, Ed25519PublicKey]):
+        self.case_id = None if case_id is None else str(case_id)
+        self.public_keys = public_keys
+        self.report = VerifyReport()
+        self.heads: dict[Any, bytes] = {}
+        self.running = GENESIS
+        self.running_broken = False
+        self.due: dict[int, list[Checkpoint]] = {}
+
+    def load_checkpoints(self, checkpoints: list[Checkpoint]) -> None:
+        for checkpoint in checkpoints:
+            self.report.checkpoints += 1
+            key = self.public_keys.get(checkpoint.key_id)
+            if key is None:
+                self.report.unverified_signatures += 1
+            elif not verify_signature(key, checkpoint.signature, checkpoint.message()):
+                self._find(
+                    "signature", None, None, checkpoint.last_notification_id,
+                    f"checkpoint {checkpoint.checkpoint_id} has a bad signature",
+                )  # fmt: skip
+            self.due.setdefault(checkpoint.last_notification_id, []).append(checkpoint)
+
+    def _find(
+        self, kind: str, case: object, version: int | None, position: int | None, detail: str
+    ) -> None:
+        case_id = None if case is None else str(case)
+        self.report.findings.append(Finding(kind, case_id, version, position, detail))
+
+    def event_only(self, e: TupleRow) -> None:
+        self.report.events += 1
+        self._find("inserted", e[1], e[2], e[0], "stored event has no chain record")
+
+    def chain_only(self, c: TupleRow) -> None:
+        self._link(c)
+        self._find("deleted", c[1], c[2], c[0], "recorded event is missing from the store")
+
+    def both(self, e: TupleRow, c: TupleRow) -> None:
+        self.report.events += 1
+        self._link(c)
+        if e[1] != c[1]:
+            self._find("moved", c[1], c[2], c[0], f"now stored under case {e[1]} version {e[2]}")
+        elif e[2] != c[2]:
+            self._find("reordered", c[1], c[2], c[0], f"the row now claims version {e[2]}")
+        elif event_hash(bytes(c[3]), e[1], e[2], e[3], bytes(e[4])) != c[4]:
+            self._find("changed", c[1], c[2], c[0], "stored bytes differ from the recorded hash")
+
+    def _link(self, c: TupleRow) -> None:
+        """Check the chain record follows its case's previous one, and the running hash."""
+        position, case, version, prev_hash, hash_, stored_running = c
+        if self.case_id is None or str(case) == self.case_id:
+            if bytes(prev_hash) != self.heads.get(case, GENESIS):
+                self._find(
+                    "chain", case, version, position,
+                    "chain record does not follow the case's previous record "
+                    "(a record before it was removed or altered)",
+                )  # fmt: skip
+            self.heads[case] = bytes(hash_)
+        if self.case_id is not None:
+            return
+        self.running = running_hash(self.running, position, bytes(hash_))
+        if not self.running_broken and bytes(stored_running) != self.running:
+            self.running_broken = True
+            self._find(
+                "chain", case, version, position, "running hash differs from the recomputed one"
+            )
+        for checkpoint in self.due.pop(position, ()):
+            if checkpoint.running_hash != self.running:
+                self._find(
+                    "checkpoint", case, version, position,
+                    f"log up to here differs from signed checkpoint {checkpoint.checkpoint_id}",
+                )  # fmt: skip
+
+    def finish(self) -> None:
+        for position, checkpoints in sorted(self.due.items()):
+            for checkpoint in checkpoints:
+                self._find(
+                    "checkpoint", None, None, position,
+                    f"signed checkpoint {checkpoint.checkpoint_id} covers notification "
+                    f"{position}, which is no longer in the log (tail removed)",
+                )  # fmt: skip

@@ -1,0 +1,1 @@
+"""Personal data protection: per-household data keys, the sealing mapper, erasure by shredding."""
