@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from jiuzhu import cli_case, cli_demo
+from jiuzhu import cli_audit, cli_case, cli_demo, cli_privacy
 
 __all__ = ["app", "main"]
 
@@ -16,6 +16,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(cli_case.app, name="case")
+app.add_typer(cli_audit.app, name="audit")
+app.add_typer(cli_privacy.app, name="privacy")
 app.command("demo")(cli_demo.demo)
 # Each tool registers its own command group here, one line each.
 

@@ -1,0 +1,360 @@
+"""`jiuzhu audit`: histories for auditors, exports, verification of the chain, checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from domain.roles import Role, may_read
+from jiuzhu.audit.casework import AuditedCaseWork
+from jiuzhu.audit.checkpoints import make_checkpoint, mark_published, unpublished_checkpoints
+from jiuzhu.audit.export import export_case, export_region, verify_export, write_export
+from jiuzhu.audit.histories import HistoryEntry, case_history, household_history, trace
+from jiuzhu.audit.publish import publish_checkpoints
+from jiuzhu.audit.signing import key_id, load_public_key, signer_from_settings, signing_key_path
+from jiuzhu.audit.verify import count_rows, verify_log
+from jiuzhu.cli_case import parse_case_id, parse_moment
+from jiuzhu.cli_common import console, err_console, fail, load_settings, print_json, user_errors
+from jiuzhu.runtime import endpoints, open_casework
+from jiuzhu.settings import Settings
+
+__all__ = ["ActorOpt", "RoleOpt", "Who", "app", "open_audited", "who"]
+
+app = typer.Typer(
+    help="Audit trail: histories, exports, tamper-evidence checks.", no_args_is_help=True
+)
+
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", help="Who runs the command (default JIUZHU_ACTOR)")
+]
+RoleOpt = Annotated[str | None, typer.Option("--role", help="Role acted in (default JIUZHU_ROLE)")]
+
+
+class Format(StrEnum):
+    """Output formats of histories."""
+
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", help="table, json or csv")]
+PublicKeysOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--public-key", help="A trusted Ed25519 public key (PEM); repeatable"),
+]
+
+
+@dataclass(frozen=True)
+class Who:
+    """The person or system running a command, and the role they act in."""
+
+    actor: str
+    role: str
+
+
+def who(settings: Settings, actor: str | None, role: str | None) -> Who:
+    """Actor and role from the options, else from settings; a one-line error if missing."""
+    actor = actor or settings.actor
+    role = role or settings.role
+    if not actor or not role:
+        raise fail("say who acts: --actor and --role (or JIUZHU_ACTOR and JIUZHU_ROLE)")
+    return Who(actor, role)
+
+
+@contextmanager
+def open_audited(settings: Settings) -> Iterator[AuditedCaseWork]:
+    """The audited CaseWork on the configured (or embedded) database."""
+    with endpoints(settings) as ends, open_casework(settings, ends.database_url) as casework:
+        if not isinstance(casework, AuditedCaseWork):
+            raise fail("the audit trail is not wired into this CaseWork")
+        yield casework
+
+
+def _trusted_keys(settings: Settings, extra: list[Path] | None) -> dict[str, Ed25519PublicKey]:
+    keys = [load_public_key(path) for path in extra or ()]
+    own = signing_key_path(settings)
+    if own.exists():
+        keys.append(load_public_key(own))
+    return {key_id(k): k for k in keys}
+
+
+def _show(entries: list[HistoryEntry], fmt: Format, title: str) -> None:
+    if fmt is Format.JSON:
+        print_json([e.as_json() for e in entries])
+        return
+    if fmt is Format.CSV:
+        columns = [
+            "notification_id", "aggregate_id", "version", "type", "occurred_at", "recorded_at",
+            "actor", "role", "reason", "causation_id", "correlation_id", "data", "hash",
+        ]  # fmt: skip
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for entry in entries:
+            row = entry.as_json()
+            row["data"] = json.dumps(row["data"], ensure_ascii=False, sort_keys=True)
+            writer.writerow(row)
+        return
+    table = Table(title=title, show_lines=False)
+    for column in (
+        "#",
+        "v",
+        "type",
+        "occurred",
+        "recorded",
+        "actor (role)",
+        "reason",
+        "correlation",
+    ):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(
+            str(e.notification_id),
+            str(e.version),
+            e.type,
+            e.occurred_at.isoformat(timespec="minutes") if e.occurred_at else "",
+            e.recorded_at.isoformat(timespec="seconds"),
+            f"{e.actor} ({e.role})" if e.actor else "",
+            e.reason,
+            e.correlation_id,
+        )
+    console.print(table)
+
+
+@app.command("history")
+@user_errors
+def history(
+    case_id: Annotated[str, typer.Argument(metavar="CASE_ID", help="The case's id")],
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="As recorded at a date or date-time")
+    ] = None,
+    fmt: FormatOpt = Format.TABLE,
+    actor: ActorOpt = None,
+    role: RoleOpt = None,
+) -> None:
+    """Every event of a case: version, type, business and recorded time, who, why, cause."""
+    settings = load_settings()
+    person = who(settings, actor, role)
+    moment = parse_moment(as_of) if as_of else None
+    with open_audited(settings) as casework:
+        checked = casework.authorise_read(person.actor, person.role, "read_history")
+        entries = case_history(
+            casework,
+            parse_case_id(case_id),
+            as_of=moment,
+            personal=may_read(checked, "read_personal_data"),
+        )
+    _show(entries, fmt, f"case {case_id}")
+
+
+@app.command("household")
+@user_errors
+def household(
+    household_id: Annotated[str, typer.Argument(metavar="HOUSEHOLD")],
+    fmt: FormatOpt = Format.TABLE,
+    actor: ActorOpt = None,
+    role: RoleOpt = None,
+) -> None:
+    """The household's whole assistance chain across its cases."""
+    settings = load_settings()
+    person = who(settings, actor, role)
+    with open_audited(settings) as casework:
+        checked = casework.authorise_read(person.actor, person.role, "read_history")
+        entries = household_history(
+            casework, household_id, personal=may_read(checked, "read_personal_data")
+        )
+    _show(entries, fmt, f"household {household_id}")
+
+
+@app.command("trace")
+@user_errors
+def trace_command(
+    correlation_id: Annotated[str, typer.Argument(metavar="CORRELATION_ID")],
+    fmt: FormatOpt = Format.TABLE,
+    actor: ActorOpt = None,
+    role: RoleOpt = None,
+) -> None:
+    """Everything one upstream message or one command caused, across cases."""
+    settings = load_settings()
+    person = who(settings, actor, role)
+    with open_audited(settings) as casework:
+        checked = casework.authorise_read(person.actor, person.role, "read_history")
+        entries = trace(casework, correlation_id, personal=may_read(checked, "read_personal_data"))
+    if not entries:
+        raise fail(f"nothing recorded under correlation or causation {correlation_id}")
+    _show(entries, fmt, f"trace {correlation_id}")
+
+
+@app.command("export")
+@user_errors
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The JSON Lines file to write")],
+    case_id: Annotated[str | None, typer.Argument(metavar="[CASE_ID]")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="GB/T 2260 code")] = None,
+    start: Annotated[str | None, typer.Option("--from", help="First day (business time)")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day (business time)")] = None,
+    actor: ActorOpt = None,
+    role: RoleOpt = None,
+) -> None:
+    """Export a case, or a region's events in a period, to JSON Lines with a signed digest."""
+    if (case_id is None) == (region is None):
+        raise fail("give a CASE_ID or --region CODE --from DATE --to DATE")
+    settings = load_settings()
+    person = who(settings, actor, role)
+    with open_audited(settings) as casework:
+        checked = casework.authorise_read(person.actor, person.role, "export_audit_trail")
+        personal = may_read(checked, "read_personal_data")
+        if case_id is not None:
+            entries = export_case(casework, parse_case_id(case_id), personal=personal)
+            scope: dict[str, object] = {"case_id": case_id}
+        else:
+            assert region is not None
+            if not start or not end:
+                raise fail("--region needs --from and --to (YYYY-MM-DD)")
+            first, last = _day(start, "--from"), _day(end, "--to")
+            entries = export_region(casework, region, first, last, personal=personal)
+            scope = {"region": region, "from": first.isoformat(), "to": last.isoformat()}
+        scope["exported_by"] = {"actor": person.actor, "role": Role(checked).value}
+        with out.open("w", encoding="utf-8") as file:
+            digest = write_export(
+                file,
+                entries,
+                scope=scope,
+                store=casework.audit.store,
+                signer=signer_from_settings(settings),
+            )
+    console.print(f"exported {len(entries)} events to {out}  sha256 {digest}", highlight=False)
+
+
+def _day(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise fail(f"{option} {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+@app.command("verify-export")
+def verify_export_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    public_keys: PublicKeysOpt = None,
+) -> None:
+    """Check an export offline: digest, signature, and each event's chain hash."""
+    trusted = {key_id(k): k for k in (load_public_key(p) for p in public_keys or ())}
+    check = verify_export(file, trusted or None)
+    for problem in check.problems:
+        err_console.print(f"[bold red]✗[/] {problem}", highlight=False)
+    if not check.ok:
+        raise typer.Exit(1)
+    signed = f", signed by key {check.key_id}" if check.signed else ", not signed"
+    console.print(f"ok: {check.events} events, sha256 {check.digest}{signed}", highlight=False)
+
+
+@app.command("verify")
+@user_errors
+def verify(
+    case_id: Annotated[
+        str | None, typer.Option("--case", help="Only this case's events (and rows moved)")
+    ] = None,
+    public_keys: PublicKeysOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    actor: ActorOpt = None,
+    role: RoleOpt = None,
+) -> None:
+    """Recompute every hash and checkpoint; name each row changed, deleted, inserted or moved."""
+    settings = load_settings()
+    person = who(settings, actor, role)
+    case = parse_case_id(case_id) if case_id else None
+    with open_audited(settings) as casework:
+        casework.authorise_read(person.actor, person.role, "verify_audit_trail")
+        trusted = _trusted_keys(settings, public_keys)
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
+        with progress:
+            total = count_rows(casework.datastore, casework.audit) if case is None else None
+            task = progress.add_task("verifying", total=total)
+            report = verify_log(
+                casework.datastore,
+                casework.audit,
+                case_id=case,
+                public_keys=trusted,
+                progress=lambda n: progress.advance(task, n),
+            )
+    if as_json:
+        print_json(
+            {
+                "ok": report.ok,
+                "events": report.events,
+                "checkpoints": report.checkpoints,
+                "unverified_signatures": report.unverified_signatures,
+                "findings": [f.__dict__ for f in report.findings],
+            }
+        )
+    else:
+        for finding in report.findings[:200]:
+            err_console.print(f"[bold red]✗[/] {finding}", highlight=False, soft_wrap=True)
+        if len(report.findings) > 200:
+            err_console.print(f"... and {len(report.findings) - 200} more findings")
+        unverified = (
+            f", {report.unverified_signatures} with no trusted key"
+            if report.unverified_signatures
+            else ""
+        )
+        verdict = "ok" if report.ok else f"{len(report.findings)} findings"
+        console.print(
+            f"{verdict}: {report.events} events, {report.checkpoints} checkpoints{unverified}",
+            highlight=False,
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("checkpoint")
+@user_errors
+def checkpoint(
+    publish: Annotated[
+        bool, typer.Option("--publish/--no-publish", help="Publish on JIUZHU_BROKER_URL if set")
+    ] = True,
+    actor: ActorOpt = None,
+    role: RoleOpt = None,
+) -> None:
+    """Sign the log as it stands; publish unpublished checkpoints on relief.audit.checkpoints."""
+    settings = load_settings()
+    person = who(settings, actor, role)
+    signer = signer_from_settings(settings)
+    with open_audited(settings) as casework:
+        casework.authorise_read(person.actor, person.role, "checkpoint_audit_trail")
+        made = make_checkpoint(casework.datastore, casework.audit, signer)
+        if made is None:
+            console.print("the log is already covered by the last checkpoint (or empty)")
+        else:
+            console.print(
+                f"checkpoint {made.checkpoint_id}: up to notification "
+                f"{made.last_notification_id}, running hash {made.running_hash.hex()}, "
+                f"key {made.key_id}",
+                highlight=False,
+            )
+        if publish and settings.broker_url:
+            pending = unpublished_checkpoints(casework.datastore, casework.audit)
+            asyncio.run(publish_checkpoints(settings.broker_url, pending))
+            mark_published(casework.datastore, casework.audit, [c.checkpoint_id for c in pending])
+            console.print(f"published {len(pending)} checkpoints on relief.audit.checkpoints")

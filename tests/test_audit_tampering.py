@@ -1,0 +1,194 @@
+"""Tampering with the events table by plain SQL is found, and named by case and version."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+from psycopg.sql import SQL, Identifier
+from typer.testing import CliRunner
+
+from jiuzhu.audit.casework import AuditedCaseWork
+from jiuzhu.audit.checkpoints import list_checkpoints
+from jiuzhu.cli import app as cli
+from jiuzhu.settings import Settings
+from tests.audit_fixtures import audited, settings, verify  # noqa: F401
+from tests.conftest import DATABASE_URL
+from tests.stories import enrolled, opened, pay
+
+pytestmark = pytest.mark.postgres
+
+Tamper = Callable[[psycopg.Cursor[Any], Identifier, UUID, UUID], None]
+
+
+def two_cases(app: AuditedCaseWork) -> tuple[UUID, UUID]:
+    """An enrolled case paid three months (versions 1-9, paid at 7-9), and another just opened."""
+    case_id = enrolled(app)
+    for month in ("2023-04", "2023-05", "2023-06"):
+        pay(app, case_id, month)
+    return case_id, opened(app)
+
+
+def sql_on_events(app: AuditedCaseWork, tamper: Tamper, case_id: UUID, other: UUID) -> None:
+    events = Identifier(app.audit.schema, app.audit.events_table)
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn, conn.cursor() as curs:
+        tamper(curs, events, case_id, other)
+
+
+def update_state(curs: Any, events: Identifier, case: UUID, other: UUID) -> None:
+    curs.execute(
+        SQL(
+            "UPDATE {0} SET state = convert_to(replace(convert_from(state, 'UTF8'),"
+            " '\"amount_fen\":50000', '\"amount_fen\":90000'), 'UTF8')"
+            " WHERE originator_id = %s AND originator_version = 7"
+        ).format(events),
+        (case,),
+    )
+
+
+def delete_row(curs: Any, events: Identifier, case: UUID, other: UUID) -> None:
+    curs.execute(
+        SQL("DELETE FROM {0} WHERE originator_id = %s AND originator_version = 3").format(events),
+        (case,),
+    )
+
+
+def insert_forged(curs: Any, events: Identifier, case: UUID, other: UUID) -> None:
+    curs.execute(
+        SQL(
+            "INSERT INTO {0} (originator_id, originator_version, topic, state)"
+            " SELECT originator_id, 10, topic, state FROM {0}"
+            " WHERE originator_id = %s AND originator_version = 9"
+        ).format(events),
+        (case,),
+    )
+
+
+def swap_versions(curs: Any, events: Identifier, case: UUID, other: UUID) -> None:
+    for old, new in ((6, -6), (7, 6), (-6, 7)):
+        curs.execute(
+            SQL(
+                "UPDATE {0} SET originator_version = %s"
+                " WHERE originator_id = %s AND originator_version = %s"
+            ).format(events),
+            (new, case, old),
+        )
+
+
+def move_to_other_case(curs: Any, events: Identifier, case: UUID, other: UUID) -> None:
+    curs.execute(
+        SQL(
+            "UPDATE {0} SET originator_id = %s, originator_version = 2"
+            " WHERE originator_id = %s AND originator_version = 9"
+        ).format(events),
+        (other, case),
+    )
+
+
+def truncate_tail(curs: Any, events: Identifier, case: UUID, other: UUID) -> None:
+    # The paid case's last two events, and everything after them.
+    curs.execute(
+        SQL(
+            "DELETE FROM {0} WHERE notification_id >= (SELECT notification_id FROM {0}"
+            " WHERE originator_id = %s AND originator_version = 8)"
+        ).format(events),
+        (case,),
+    )
+
+
+@pytest.mark.parametrize(
+    ("tamper", "kind", "versions"),
+    [
+        (update_state, "changed", {7}),
+        (delete_row, "deleted", {3}),
+        (insert_forged, "inserted", {10}),
+        (swap_versions, "reordered", {6, 7}),
+        (move_to_other_case, "moved", {9}),
+        (truncate_tail, "deleted", {8, 9}),
+    ],
+    ids=["update-state", "delete-row", "insert-forged", "swap-versions", "move-case", "truncate"],
+)
+def test_tampering_is_found_and_named(
+    audited: AuditedCaseWork,  # noqa: F811
+    settings: Settings,  # noqa: F811
+    tamper: Tamper,
+    kind: str,
+    versions: set[int],
+) -> None:
+    case_id, other = two_cases(audited)
+    assert verify(audited, settings).ok
+    sql_on_events(audited, tamper, case_id, other)
+
+    report = verify(audited, settings)
+
+    named = {(f.kind, f.case_id, f.version) for f in report.findings}
+    assert {(kind, str(case_id), v) for v in versions} <= named, report.findings
+    case_findings = [f for f in report.findings if f.case_id == str(case_id)]
+    assert case_findings, report.findings
+    # The same finding when only that case is verified.
+    by_case = verify(audited, settings, case_id=case_id)
+    assert {(kind, str(case_id), v) for v in versions} <= {
+        (f.kind, f.case_id, f.version) for f in by_case.findings
+    }
+
+
+def test_an_untouched_store_passes_with_signed_checkpoints(
+    audited: AuditedCaseWork,  # noqa: F811
+    settings: Settings,  # noqa: F811
+) -> None:
+    two_cases(audited)
+    report = verify(audited, settings)
+    assert report.ok, report.findings
+    assert report.events == audited.recorder.max_notification_id()
+    assert report.checkpoints >= 2
+    assert report.unverified_signatures == 0
+
+
+def test_removing_the_tail_from_both_tables_breaks_the_signed_checkpoint(
+    audited: AuditedCaseWork,  # noqa: F811
+    settings: Settings,  # noqa: F811
+) -> None:
+    two_cases(audited)
+    last = list_checkpoints(audited.datastore, audited.audit)[-1].last_notification_id
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        for table in (audited.audit.events_table, audited.audit.chain_table):
+            conn.execute(
+                SQL("DELETE FROM {0} WHERE notification_id >= %s").format(
+                    Identifier(audited.audit.schema, table)
+                ),
+                (last,),
+            )
+    report = verify(audited, settings)
+    assert [f.kind for f in report.findings] == ["checkpoint"]
+    assert "tail removed" in report.findings[0].detail
+
+
+def test_verify_command_exits_non_zero_and_names_the_row(
+    audited: AuditedCaseWork,  # noqa: F811
+    settings: Settings,  # noqa: F811
+    pg_schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    case_id, other = two_cases(audited)
+    monkeypatch.setenv("JIUZHU_DATABASE_URL", DATABASE_URL)
+    monkeypatch.setenv("JIUZHU_DB_SCHEMA", pg_schema)
+    monkeypatch.setenv("JIUZHU_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("JIUZHU_ACTOR", "auditor-7")
+    monkeypatch.setenv("JIUZHU_ROLE", "auditor")
+    runner = CliRunner()
+
+    clean = runner.invoke(cli, ["audit", "verify"])
+    assert clean.exit_code == 0, clean.output
+    assert "ok:" in clean.output
+
+    sql_on_events(audited, update_state, case_id, other)
+    found = runner.invoke(cli, ["audit", "verify"])
+    assert found.exit_code == 1
+    assert f"changed: case {case_id} version 7" in found.output
+
+    refused = runner.invoke(cli, ["audit", "verify", "--role", "upstream_system"])
+    assert refused.exit_code == 1
+    assert "may not verify audit trail" in refused.output
