@@ -1,0 +1,298 @@
+"""The upstream message contract: CloudEvents 1.0 JSON envelopes, one data model per type.
+
+Upstream systems publish on `relief.upstream.<type>` in CloudEvents *structured* mode: the
+body is one JSON object with the envelope attributes and the type's `data`. The message's
+identity is `source` + `id`; the optional extension attribute `correlationid` joins it to a
+conversation (e.g. the alert an application answers).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from domain.commands import Fen, Period, PersonalData, RegionCode, Text
+from domain.values import Programme, Verdict
+
+__all__ = [
+    "EVENT_TYPES",
+    "ApplicationSubmitted",
+    "ApplicationSubmittedEvent",
+    "BadMessageError",
+    "CloudEvent",
+    "ConsentReport",
+    "DeathRegistered",
+    "DeathRegisteredEvent",
+    "MonitoringAlert",
+    "MonitoringAlertEvent",
+    "PaymentSettled",
+    "PaymentSettledEvent",
+    "UpstreamEvent",
+    "VerificationReported",
+    "VerificationReportedEvent",
+    "parse_upstream",
+]
+
+HouseholdId = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=100, description="Household registry number",
+        examples=["HH-610523-0001"],
+    ),
+]  # fmt: skip
+HouseholdSize = Annotated[StrictInt, Field(ge=1, le=30, description="Members living together")]
+
+
+class UpstreamData(BaseModel):
+    """Base of every type's data: strict fields, an optional reason."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Why, in the upstream system's words; empty: the type's legal basis",
+    )
+
+
+class MonitoringAlert(UpstreamData):
+    """The dynamic monitoring platform flagged a household (主动发现)."""
+
+    household_id: HouseholdId
+    region: RegionCode
+    signals: list[Text] = Field(
+        min_length=1,
+        description="Risk signals raised by comparing departments' data",
+        examples=[["medical spending jumped", "income fell"]],
+    )
+    indicators: dict[str, int | float | str] = Field(
+        default_factory=dict,
+        description="The measured indicators behind the signals",
+        examples=[{"medical_spending_yuan": 47000, "income_change_pct": -35}],
+    )
+    household_size: HouseholdSize = 1
+    personal: PersonalData = Field(
+        default_factory=PersonalData, description="Household head; encrypted at rest"
+    )
+
+
+class ApplicationSubmitted(UpstreamData):
+    """A household applied through the hotline, online (e救助) or the one-window hall."""
+
+    household_id: HouseholdId
+    region: RegionCode
+    channel: Literal["hotline", "online", "one_window_hall"] = Field(
+        description="Where the application came in", examples=["online"]
+    )
+    programmes: list[Programme] = Field(
+        min_length=1,
+        description="Programmes asked for",
+        examples=[["rural_dibao", "temporary_relief"]],
+    )
+    need: Text = Field(
+        description="The need in the applicant's words (no personal data)",
+        examples=["dialysis costs; wife frail; two children at school"],
+    )
+    household_size: HouseholdSize = 1
+    personal: PersonalData = Field(
+        default_factory=PersonalData, description="Applicant; encrypted at rest"
+    )
+
+
+class ConsentReport(BaseModel):
+    """Whether the household consented during the visit, and who gave it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    given: bool = Field(description="The household consented to verification and referrals")
+    given_by: str = Field(
+        default="head of household", min_length=1, max_length=100, examples=["head of household"]
+    )
+
+
+class CaseAddressed(UpstreamData):
+    """Data about a household's open case (or a named case)."""
+
+    household_id: HouseholdId
+    case_id: UUID | None = Field(
+        default=None, description="The case, if known; else the household's open case"
+    )
+
+
+class VerificationReported(CaseAddressed):
+    """A field team's door-to-door visit: consent, verdict and the facts found."""
+
+    team: Text = Field(description="Who visited", examples=["anren-town-team"])
+    consent: ConsentReport
+    verdict: Verdict = Field(examples=["needs_support"])
+    household_size: HouseholdSize
+    monthly_income_fen: StrictInt = Field(ge=0, examples=[250000])
+    facts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Non-personal findings",
+        examples=[{"illness": "uraemia, dialysis", "housing": "own house"}],
+    )
+
+
+class PaymentSettled(CaseAddressed):
+    """Finance settled a payment: paid, or failed at the bank or treasury."""
+
+    outcome: Literal["paid", "failed"] = Field(examples=["paid"])
+    programme: Programme = Field(examples=["rural_dibao"])
+    period: Period
+    amount_fen: Fen
+    payment_ref: Text = Field(examples=["PAY-2023-06-000123"])
+    failure: str | None = Field(
+        default=None, max_length=500, description="Why it failed", examples=["account closed"]
+    )
+
+
+class DeathRegistered(UpstreamData):
+    """The civil registry recorded the death of a member of a watched household."""
+
+    household_id: HouseholdId
+    registration_ref: Text = Field(
+        description="The death registration's number (not the person's id card)",
+        examples=["DR-610523-2023-000123"],
+    )
+    date_of_death: date = Field(examples=["2023-07-01"])
+
+
+class CloudEvent(BaseModel):
+    """CloudEvents 1.0 envelope attributes; extension attributes are allowed."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    specversion: Literal["1.0"] = Field(description="CloudEvents version")
+    id: str = Field(
+        min_length=1,
+        max_length=200,
+        description="Unique per source: a redelivery keeps it, a new message gets a new one",
+        examples=["alert-2023-06-000042"],
+    )
+    source: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The upstream system (URI-reference); recorded as the actor",
+        examples=["/shaanxi/monitoring-platform"],
+    )
+    time: AwareDatetime = Field(
+        description="When it happened (RFC 3339, with offset); the events' business time",
+        examples=["2023-06-05T09:30:00+08:00"],
+    )
+    subject: str | None = Field(default=None, max_length=200, examples=["HH-610523-0001"])
+    datacontenttype: str = Field(default="application/json", pattern=r"^application/json")
+    dataschema: str | None = None
+    type: str = Field(description="The message's type; also the last part of its subject")
+    data: UpstreamData
+    correlationid: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Extension: the conversation this message belongs to",
+    )
+
+    @property
+    def message_key(self) -> str:
+        """The message's identity: dedup key of its receipt."""
+        return f"{self.source}/{self.id}"
+
+    @property
+    def causation_id(self) -> str:
+        """What every event it causes records as its cause."""
+        return f"upstream:{self.message_key}"
+
+    @property
+    def correlation_id(self) -> str:
+        """The conversation: the envelope's correlation, else the message itself."""
+        return self.correlationid or self.message_key
+
+
+class MonitoringAlertEvent(CloudEvent):
+    """`monitoring.alert`: opens a case, or attaches the signals to the open one."""
+
+    type: Literal["monitoring.alert"]
+    data: MonitoringAlert
+
+
+class ApplicationSubmittedEvent(CloudEvent):
+    """`application.submitted`: opens a case, or attaches the application to the open one."""
+
+    type: Literal["application.submitted"]
+    data: ApplicationSubmitted
+
+
+class VerificationReportedEvent(CloudEvent):
+    """`verification.reported`: records consent (if new), then the verification."""
+
+    type: Literal["verification.reported"]
+    data: VerificationReported
+
+
+class PaymentSettledEvent(CloudEvent):
+    """`payment.settled`: records the payment, or its failure."""
+
+    type: Literal["payment.settled"]
+    data: PaymentSettled
+
+
+class DeathRegisteredEvent(CloudEvent):
+    """`civil.death_registered`: ends the benefits the death ends (see translate)."""
+
+    type: Literal["civil.death_registered"]
+    data: DeathRegistered
+
+
+UpstreamEvent = Annotated[
+    MonitoringAlertEvent
+    | ApplicationSubmittedEvent
+    | VerificationReportedEvent
+    | PaymentSettledEvent
+    | DeathRegisteredEvent,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: dict[str, type[CloudEvent]] = {
+    "monitoring.alert": MonitoringAlertEvent,
+    "application.submitted": ApplicationSubmittedEvent,
+    "verification.reported": VerificationReportedEvent,
+    "payment.settled": PaymentSettledEvent,
+    "civil.death_registered": DeathRegisteredEvent,
+}
+
+
+class BadMessageError(ValueError):
+    """A message that can never take effect: not JSON, wrong schema or unknown type."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason, self.detail = reason, detail
+        super().__init__(f"{reason}: {detail}")
+
+
+def parse_upstream(body: bytes) -> CloudEvent:
+    """The typed envelope of a message body, or BadMessageError saying what is wrong."""
+    try:
+        raw: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise BadMessageError("not_json", f"body is not JSON ({error})") from None
+    if not isinstance(raw, dict):
+        raise BadMessageError("invalid_schema", "body is not a JSON object")
+    kind = raw.get("type")
+    if not isinstance(kind, str):
+        raise BadMessageError("invalid_schema", "missing CloudEvents attribute 'type'")
+    model = EVENT_TYPES.get(kind)
+    if model is None:
+        known = ", ".join(EVENT_TYPES)
+        raise BadMessageError("unknown_type", f"type {kind!r} is not one of {known}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
+        )
+        raise BadMessageError("invalid_schema", problems) from None

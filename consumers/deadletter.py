@@ -1,0 +1,209 @@
+"""Where upstream messages and their dead letters live on each broker; writing a dead letter.
+
+NATS: stream RELIEF_UPSTREAM over `<prefix>.>` (one durable pull consumer) and stream
+RELIEF_UPSTREAM_DEADLETTER over the dead-letter subject only (relief.events' dead letters
+have their own). RabbitMQ: a durable topic exchange named after the prefix, a durable
+queue bound to `<prefix>.#`, and a durable dead-letter queue on the default exchange.
+Redis: one stream keyed by the prefix (the type is in the envelope), a consumer group
+created at "0" so messages sent before the intake first ran are read, and a dead-letter
+stream. Kafka: one topic named after the prefix and a dead-letter topic.
+
+A dead letter is the original body, byte for byte, with the original headers plus
+`x-deadletter-*` headers naming the reason, the error class, its detail and the origin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from faststream.nats import JStream, NatsBroker
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.redis import RedisBroker
+from nats.js.errors import BadRequestError
+from redis.exceptions import ResponseError
+
+from consumers.brokers import AnyBroker
+
+__all__ = [
+    "DETAIL",
+    "ERROR",
+    "MESSAGE_KEY",
+    "ORIGIN",
+    "REASON",
+    "REASONS",
+    "IntakePlaces",
+    "deadletter_headers",
+    "declare_intake",
+    "origin_of",
+    "publish_dead_letter",
+]
+
+REASON = "x-deadletter-reason"
+ERROR = "x-deadletter-error"
+DETAIL = "x-deadletter-detail"
+ORIGIN = "x-deadletter-origin"
+MESSAGE_KEY = "x-deadletter-message-key"
+AT = "x-deadletter-at"
+
+# The reasons a message is dead-lettered, as written in the REASON header.
+REASONS = {
+    "not_json": "the body is not JSON",
+    "invalid_schema": "the envelope or its data does not match the type's schema",
+    "unknown_type": "the CloudEvents type is not one the intake knows",
+    "type_mismatch": "the subject names another type than the envelope",
+    "rule_violation": "a workflow rule refused it (e.g. paying an unenrolled programme)",
+    "unexpected_error": "the intake failed on it in a way it does not expect (a bug)",
+}
+_DETAIL_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class IntakePlaces:
+    """Names of the intake's places on a broker; tests use unique ones to stay apart."""
+
+    prefix: str = "relief.upstream"
+    deadletter: str = "relief.deadletter.upstream"
+    stream: str = "RELIEF_UPSTREAM"
+    durable: str = "jiuzhu-intake"
+
+    def __post_init__(self) -> None:
+        if self.deadletter.startswith(f"{self.prefix}."):
+            msg = f"dead letters on {self.deadletter} would be read again under {self.prefix}.>"
+            raise ValueError(msg)
+
+    def jstream(self) -> JStream:
+        """The JetStream stream upstream systems publish into."""
+        return JStream(self.stream, subjects=[f"{self.prefix}.>"], declare=False)
+
+    def deadletter_jstream(self) -> JStream:
+        """The JetStream stream keeping the intake's dead letters."""
+        return JStream(f"{self.stream}_DEADLETTER", subjects=[self.deadletter], declare=False)
+
+    def rabbit_exchange(self) -> RabbitExchange:
+        """The topic exchange upstream systems publish to (routing key = subject)."""
+        return RabbitExchange(self.prefix, type=ExchangeType.TOPIC, durable=True)
+
+    def rabbit_queue(self) -> RabbitQueue:
+        """The intake's durable queue, bound to every type under the prefix."""
+        return RabbitQueue(self.stream, durable=True, routing_key=f"{self.prefix}.#")
+
+    def rabbit_deadletter_queue(self) -> RabbitQueue:
+        """A durable queue keeping dead letters (default exchange, routing key = its name)."""
+        return RabbitQueue(self.deadletter, durable=True)
+
+
+async def _declare_nats(broker: NatsBroker, places: IntakePlaces) -> None:
+    await broker.connect()
+    js = broker.config.connection_state.stream
+    for stream in (places.jstream(), places.deadletter_jstream()):
+        try:
+            await js.add_stream(config=stream.config, subjects=list(stream.subjects))
+        except BadRequestError as error:
+            if "already in use" in str(error.description):
+                info = await js.stream_info(stream.name)
+                subjects = sorted({*(info.config.subjects or ()), *stream.subjects})
+                await js.update_stream(config=stream.config, subjects=subjects)
+            elif "overlap" not in str(error.description):
+                raise
+            # Overlap: another stream already keeps these subjects; messages are kept there.
+
+
+async def _declare_rabbit(broker: RabbitBroker, places: IntakePlaces) -> None:
+    await broker.connect()
+    exchange = await broker.declare_exchange(places.rabbit_exchange())
+    queue = await broker.declare_queue(places.rabbit_queue())
+    await queue.bind(exchange, routing_key=f"{places.prefix}.#")
+    await broker.declare_queue(places.rabbit_deadletter_queue())
+
+
+async def _declare_redis(broker: RedisBroker, places: IntakePlaces) -> None:
+    client: Any = await broker.connect()
+    try:
+        await client.xgroup_create(
+            name=places.prefix, groupname=places.durable, id="0", mkstream=True
+        )
+    except ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+async def declare_intake(broker: AnyBroker, places: IntakePlaces) -> None:
+    """Declare the durable places (idempotent); Kafka topics are auto-created."""
+    if isinstance(broker, NatsBroker):
+        await _declare_nats(broker, places)
+    elif isinstance(broker, RabbitBroker):
+        await _declare_rabbit(broker, places)
+    elif isinstance(broker, RedisBroker):
+        await _declare_redis(broker, places)
+
+
+def origin_of(raw_message: Any) -> str:
+    """The subject, routing key, stream or topic a broker message came from."""
+    if isinstance(raw_message, Mapping):
+        return str(raw_message.get("channel", ""))
+    for attribute in ("subject", "routing_key", "topic"):
+        if value := getattr(raw_message, attribute, None):
+            return str(value)
+    return ""
+
+
+def _header(text: str) -> str:
+    # Header values must survive every broker: one line of ASCII, bounded.
+    flat = " ".join(text.split())
+    return flat.encode("ascii", "backslashreplace").decode("ascii")[:_DETAIL_LIMIT]
+
+
+def deadletter_headers(
+    original: Mapping[str, Any],
+    *,
+    reason: str,
+    error: BaseException,
+    origin: str,
+    message_key: str = "",
+) -> dict[str, str]:
+    """The original headers plus the dead letter's own."""
+    headers = {k: v for k, v in original.items() if isinstance(v, str) and k != "Nats-Msg-Id"}
+    headers.update(
+        {
+            REASON: reason,
+            ERROR: type(error).__name__,
+            DETAIL: _header(str(error)) or type(error).__name__,
+            ORIGIN: _header(origin),
+            AT: datetime.now(UTC).isoformat(),
+        }
+    )
+    if message_key:
+        headers[MESSAGE_KEY] = _header(message_key)
+    return headers
+
+
+async def publish_dead_letter(
+    broker: AnyBroker,
+    places: IntakePlaces,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    dedup_id: str = "",
+) -> None:
+    """Put a dead letter in its place; returns once the broker has it, raises otherwise."""
+    if isinstance(broker, NatsBroker):
+        if dedup_id:
+            # A redelivered message dead-lettered twice is kept once.
+            headers = {**headers, "Nats-Msg-Id": dedup_id}
+        # nats-py's JetStream publish waits for the stream's ack (a core publish would not).
+        js = broker.config.connection_state.stream
+        await js.publish(places.deadletter, body, headers=headers, timeout=10.0)
+    elif isinstance(broker, RabbitBroker):
+        # Declared again (idempotent, and dead letters are rare): unroutable would be lost.
+        await broker.declare_queue(places.rabbit_deadletter_queue())
+        await broker.publish(
+            body, queue=places.rabbit_deadletter_queue(), headers=dict(headers), persist=True
+        )
+    elif isinstance(broker, RedisBroker):
+        await broker.publish(body, stream=places.deadletter, headers=headers)
+    elif isinstance(broker, KafkaBroker):
+        await broker.publish(body, topic=places.deadletter, headers=headers)
