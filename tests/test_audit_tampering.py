@@ -15,9 +15,9 @@ from jiuzhu.audit.casework import AuditedCaseWork
 from jiuzhu.audit.checkpoints import list_checkpoints
 from jiuzhu.cli import app as cli
 from jiuzhu.settings import Settings
-from tests.audit_fixtures import audited, settings, verify  # noqa: F401
 from tests.conftest import DATABASE_URL
 from tests.stories import enrolled, opened, pay
+from tests.test_audit_support import audited, settings, verify  # noqa: F401
 
 pytestmark = pytest.mark.postgres
 
