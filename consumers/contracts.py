@@ -44,7 +44,9 @@ HouseholdId = Annotated[
         examples=["HH-610523-0001"],
     ),
 ]  # fmt: skip
-HouseholdSize = Annotated[StrictInt, Field(ge=1, le=30, description="Members living together")]
+HouseholdSize = Annotated[
+    StrictInt, Field(ge=1, le=30, description="Members living together", examples=[3])
+]
 
 
 class UpstreamData(BaseModel):
@@ -111,7 +113,11 @@ class ConsentReport(BaseModel):
 
     given: bool = Field(description="The household consented to verification and referrals")
     given_by: str = Field(
-        default="head of household", min_length=1, max_length=100, examples=["head of household"]
+        default="head of household",
+        min_length=1,
+        max_length=100,
+        description="Who in the household consented (a role, not a name)",
+        examples=["head of household"],
     )
 
 
@@ -128,10 +134,12 @@ class VerificationReported(CaseAddressed):
     """A field team's door-to-door visit: consent, verdict and the facts found."""
 
     team: Text = Field(description="Who visited", examples=["anren-town-team"])
-    consent: ConsentReport
-    verdict: Verdict = Field(examples=["needs_support"])
+    consent: ConsentReport = Field(description="The household's consent at the visit")
+    verdict: Verdict = Field(description="What the visit found", examples=["needs_support"])
     household_size: HouseholdSize
-    monthly_income_fen: StrictInt = Field(ge=0, examples=[250000])
+    monthly_income_fen: StrictInt = Field(
+        ge=0, description="The household's monthly income, in fen", examples=[250000]
+    )
     facts: dict[str, str] = Field(
         default_factory=dict,
         description="Non-personal findings",
@@ -142,11 +150,15 @@ class VerificationReported(CaseAddressed):
 class PaymentSettled(CaseAddressed):
     """Finance settled a payment: paid, or failed at the bank or treasury."""
 
-    outcome: Literal["paid", "failed"] = Field(examples=["paid"])
-    programme: Programme = Field(examples=["rural_dibao"])
+    outcome: Literal["paid", "failed"] = Field(
+        description="Whether the money reached the household", examples=["paid"]
+    )
+    programme: Programme = Field(description="The programme paid", examples=["rural_dibao"])
     period: Period
     amount_fen: Fen
-    payment_ref: Text = Field(examples=["PAY-2023-06-000123"])
+    payment_ref: Text = Field(
+        description="Finance's reference of the payment", examples=["PAY-2023-06-000123"]
+    )
     failure: str | None = Field(
         default=None, max_length=500, description="Why it failed", examples=["account closed"]
     )
@@ -160,7 +172,9 @@ class DeathRegistered(UpstreamData):
         description="The death registration's number (not the person's id card)",
         examples=["DR-610523-2023-000123"],
     )
-    date_of_death: date = Field(examples=["2023-07-01"])
+    date_of_death: date = Field(
+        description="The date of death: benefits end on it", examples=["2023-07-01"]
+    )
 
 
 class CloudEvent(BaseModel):

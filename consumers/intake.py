@@ -37,11 +37,11 @@ import structlog
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from faststream import AckPolicy, BaseMiddleware, FastStream, StreamMessage
-from faststream.kafka import KafkaBroker
-from faststream.nats import NatsBroker, PullSub
+from faststream.kafka import KafkaRouter
+from faststream.nats import NatsBroker, NatsRouter, PullSub
 from faststream.nats.message import NatsMessage
-from faststream.rabbit import RabbitBroker
-from faststream.redis import RedisBroker, StreamSub
+from faststream.rabbit import RabbitBroker, RabbitRouter
+from faststream.redis import RedisBroker, RedisRouter, StreamSub
 from faststream.specification import AsyncAPI
 from nats.js.api import ConsumerConfig
 from pydantic import ValidationError
@@ -64,6 +64,8 @@ from domain.household import Household
 __all__ = ["TRANSIENT", "IntakeStats", "apply_upstream", "build_intake", "read_situation"]
 
 log = structlog.get_logger("jiuzhu.intake")
+
+AnyRouter = NatsRouter | RabbitRouter | RedisRouter | KafkaRouter
 
 # Faults that pass: the database is down or busy, or another writer won a race.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -276,16 +278,23 @@ async def _decode_json(message: StreamMessage[Any]) -> Any:
 
 
 def _subscribe(
-    broker: AnyBroker, places: IntakePlaces, handler: Callable[..., Any], retry_delay: float
+    broker: AnyBroker,
+    places: IntakePlaces,
+    handler: Callable[..., Any],
+    guard: Callable[..., BaseMiddleware],
+    retry_delay: float,
 ) -> None:
+    """Register the intake on a router of its own: the guard wraps the intake alone."""
     options: dict[str, Any] = {
         "ack_policy": AckPolicy.MANUAL,  # the guard acks or retries every message itself
         "decoder": _decode_json,
         "no_reply": True,
     }
     notice = "Dead letters: the original bytes with x-deadletter-* headers stating why."
+    router: AnyRouter
     if isinstance(broker, NatsBroker):
-        broker.subscriber(
+        router = NatsRouter(middlewares=(guard,))
+        router.subscriber(
             f"{places.prefix}.>",
             stream=places.jstream(),
             durable=places.durable,
@@ -293,14 +302,16 @@ def _subscribe(
             config=ConsumerConfig(max_deliver=-1, ack_wait=max(30.0, 2 * retry_delay)),
             **options,
         )(handler)
-        broker.publisher(places.deadletter, title=places.deadletter, description=notice)
+        router.publisher(places.deadletter, title=places.deadletter, description=notice)
     elif isinstance(broker, RabbitBroker):
-        broker.subscriber(places.rabbit_queue(), places.rabbit_exchange(), **options)(handler)
-        broker.publisher(queue=places.rabbit_deadletter_queue(), description=notice)
+        router = RabbitRouter(middlewares=(guard,))
+        router.subscriber(places.rabbit_queue(), places.rabbit_exchange(), **options)(handler)
+        router.publisher(queue=places.rabbit_deadletter_queue(), description=notice)
     elif isinstance(broker, RedisBroker):
+        router = RedisRouter(middlewares=(guard,))
         consumer = f"{places.durable}-{socket.gethostname()}"
-        broker.subscriber(stream=StreamSub(places.prefix, group=places.durable, consumer=consumer),
-                          **options)(handler)  # fmt: skip
+        main = StreamSub(places.prefix, group=places.durable, consumer=consumer)
+        router.subscriber(stream=main, **options)(handler)
         # Pending entries idle this long (a retry, or a reader that died) are claimed again.
         reclaim = StreamSub(
             places.prefix,
@@ -308,13 +319,15 @@ def _subscribe(
             consumer=f"{consumer}-reclaim",
             min_idle_time=int(retry_delay * 1000),
         )
-        broker.subscriber(stream=reclaim, include_in_schema=False, **options)(handler)
-        broker.publisher(stream=places.deadletter, description=notice)
-    elif isinstance(broker, KafkaBroker):
-        broker.subscriber(
+        router.subscriber(stream=reclaim, include_in_schema=False, **options)(handler)
+        router.publisher(stream=places.deadletter, description=notice)
+    else:
+        router = KafkaRouter(middlewares=(guard,))
+        router.subscriber(
             places.prefix, group_id=places.durable, auto_offset_reset="earliest", **options
         )(handler)
-        broker.publisher(places.deadletter, description=notice)
+        router.publisher(places.deadletter, description=notice)
+    broker.include_router(router)  # type: ignore[arg-type]
 
 
 def build_intake(
@@ -341,15 +354,13 @@ def build_intake(
         middleware.intake = intake
         return middleware
 
-    broker.add_middleware(guard)
-
     async def receive_upstream(event: UpstreamEvent) -> None:
         """An upstream system's CloudEvent: opens, attaches to, verifies, pays or ends a case."""
         outcome = await asyncio.to_thread(apply_upstream, app, event)
         await counters.count(outcome)
         log.info(f"upstream message {outcome.replace('_', ' ')}")
 
-    _subscribe(broker, places, receive_upstream, retry_delay)
+    _subscribe(broker, places, receive_upstream, guard, retry_delay)
 
     async def declare() -> None:
         await declare_intake(broker, places)
