@@ -49,6 +49,7 @@ from pydantic import ValidationError
 from consumers.brokers import AnyBroker, make_broker
 from consumers.contracts import BadMessageError, CloudEvent, UpstreamEvent, parse_upstream
 from consumers.deadletter import (
+    REASONS,
     IntakePlaces,
     deadletter_headers,
     declare_intake,
@@ -290,7 +291,12 @@ def _subscribe(
         "decoder": _decode_json,
         "no_reply": True,
     }
-    notice = "Dead letters: the original bytes with x-deadletter-* headers stating why."
+    notice = (
+        "Dead letters: the original bytes, byte for byte, with the original headers and "
+        "x-deadletter-reason (" + " | ".join(REASONS) + "), x-deadletter-error (the error "
+        "class), x-deadletter-detail, x-deadletter-origin (the subject it came on), "
+        "x-deadletter-message-key (source/id, when parsed) and x-deadletter-at."
+    )
     router: AnyRouter
     if isinstance(broker, NatsBroker):
         router = NatsRouter(middlewares=(guard,))
@@ -302,11 +308,13 @@ def _subscribe(
             config=ConsumerConfig(max_deliver=-1, ack_wait=max(30.0, 2 * retry_delay)),
             **options,
         )(handler)
-        router.publisher(places.deadletter, title=places.deadletter, description=notice)
+        router.publisher(
+            places.deadletter, title=places.deadletter, description=notice, schema=bytes
+        )
     elif isinstance(broker, RabbitBroker):
         router = RabbitRouter(middlewares=(guard,))
         router.subscriber(places.rabbit_queue(), places.rabbit_exchange(), **options)(handler)
-        router.publisher(queue=places.rabbit_deadletter_queue(), description=notice)
+        router.publisher(queue=places.rabbit_deadletter_queue(), description=notice, schema=bytes)
     elif isinstance(broker, RedisBroker):
         router = RedisRouter(middlewares=(guard,))
         consumer = f"{places.durable}-{socket.gethostname()}"
@@ -320,13 +328,13 @@ def _subscribe(
             min_idle_time=int(retry_delay * 1000),
         )
         router.subscriber(stream=reclaim, include_in_schema=False, **options)(handler)
-        router.publisher(stream=places.deadletter, description=notice)
+        router.publisher(stream=places.deadletter, description=notice, schema=bytes)
     else:
         router = KafkaRouter(middlewares=(guard,))
         router.subscriber(
             places.prefix, group_id=places.durable, auto_offset_reset="earliest", **options
         )(handler)
-        router.publisher(places.deadletter, description=notice)
+        router.publisher(places.deadletter, description=notice, schema=bytes)
     broker.include_router(router)  # type: ignore[arg-type]
 
 

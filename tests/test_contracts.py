@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -114,3 +115,11 @@ def test_every_data_field_is_described_for_the_asyncapi_document(kind: str) -> N
     undocumented = [name for name, description, _ in _fields(data_model) if not description]
     assert not undocumented, f"{kind}: {undocumented}"
     assert data_model.__doc__
+
+
+def test_the_checked_in_asyncapi_document_is_generated_from_the_code() -> None:
+    from consumers.asyncapi_app import app
+
+    generated = app.schema.to_specification().to_yaml()
+    checked_in = (Path(__file__).parents[1] / "docs" / "asyncapi.yaml").read_text("utf-8")
+    assert checked_in == generated, "run scripts/asyncapi and commit docs/asyncapi.yaml"
