@@ -166,37 +166,40 @@ def send_rows_binary(app: CaseWork) -> None:
 
 @dataclass
 class SingleCommands:
-    """Latencies of single commands and of raw single-row transactions, in seconds."""
+    """Latencies in seconds: per app and command, and of raw single-row transactions."""
 
-    by_command: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    latencies: dict[str, dict[str, list[float]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
     raw: list[float] = field(default_factory=list)
 
-    @property
-    def all(self) -> list[float]:
-        """Every command's latency."""
-        return [x for xs in self.by_command.values() for x in xs]
+    def of(self, label: str) -> list[float]:
+        """Every latency of one app's commands."""
+        return [x for xs in self.latencies[label].values() for x in xs]
 
 
-def run_story(app: CaseWork, story: Sequence[Command], into: SingleCommands | None) -> None:
+def run_story(app: CaseWork, story: Sequence[Command], into: dict[str, list[float]]) -> None:
     """Run one case's commands one at a time, timing each."""
     for name, given in story:
         command: Callable[[dict[str, Any]], int] = getattr(app, name)
         started = time.perf_counter()
         command(given)
-        if into is not None:
-            into.by_command[name].append(time.perf_counter() - started)
+        into[name].append(time.perf_counter() - started)
 
 
-def single_commands(app: CaseWork, raw: RawEventsTable, args: argparse.Namespace) -> SingleCommands:
-    """Alternate rounds of raw single-row transactions and CaseWork commands."""
+def single_commands(
+    apps: dict[str, CaseWork], raw: RawEventsTable, args: argparse.Namespace
+) -> SingleCommands:
+    """Alternate rounds of raw single-row transactions and each app's commands."""
     per_case = len(case_story())
     cases = max(args.rounds, args.commands // per_case)
     result = SingleCommands()
     for r in range(args.rounds):
-        round_cases = range(r, cases, args.rounds)
-        result.raw.extend(raw.single_row_transactions(len(round_cases) * per_case))
-        for _ in round_cases:
-            run_story(app, case_story(), result)
+        round_cases = len(range(r, cases, args.rounds))
+        result.raw.extend(raw.single_row_transactions(round_cases * per_case))
+        for label, app in apps.items():
+            for _ in range(round_cases):
+                run_story(app, case_story(), result.latencies[label])
     return result
 
 
@@ -263,10 +266,10 @@ def batched_appends(
         result.rates[RAW_100].append(raw.executemany(events, 100))
         result.rates["same rows/txn"].append(raw.executemany(events, result.events_per_save))
         started = time.perf_counter()
-        built = batches(args.saves)
+        batches(args.saves)
         result.rates["build"].append(rate(events, time.perf_counter() - started))
         for label, app in apps.items():
-            time_stages(app, built.pop(), label, result)
+            time_stages(app, list(opened_cases(args.cases_per_save)), label, result)
     return result
 
 
@@ -292,29 +295,41 @@ def ms(seconds: float) -> float:
 
 def report_single(single: SingleCommands) -> Target:
     """Print single-command figures beside single-row transactions."""
-    latencies = single.all
-    p99 = ms(percentile(latencies, 99))
+    raw = single.raw
+    rows = []
+    for label in single.latencies:
+        xs = single.of(label)
+        rows += [
+            Row(f"{label}: commands/s", rate(len(xs), sum(xs)), "/s",
+                rate(len(raw), sum(raw)), "1-row transactions/s"),
+            Row(f"{label}: p50 latency", ms(percentile(xs, 50)), "ms",
+                ms(percentile(raw, 50)), "1-row transaction p50"),
+            Row(f"{label}: p99 latency", ms(percentile(xs, 99)), "ms",
+                ms(percentile(raw, 99)), "1-row transaction p99"),
+        ]  # fmt: skip
     print_table(
-        f"Single commands ({len(latencies):,}, one at a time, validation + read + append)",
-        [
-            Row("commands/s", rate(len(latencies), sum(latencies)), "/s",
-                rate(len(single.raw), sum(single.raw)), "1-row transactions/s"),
-            Row("p50 latency", ms(percentile(latencies, 50)), "ms",
-                ms(percentile(single.raw, 50)), "1-row transaction p50"),
-            Row("p99 latency", p99, "ms", ms(percentile(single.raw, 99)), "1-row transaction p99"),
-        ],
-    )  # fmt: skip
-    by_command = Table(title="Latency by command", title_justify="left")
-    for column in ("command", "count", "p50 ms", "p99 ms", "max ms"):
-        by_command.add_column(column, justify="left" if column == "command" else "right")
-    for name, xs in single.by_command.items():
-        by_command.add_row(
-            name,
-            str(len(xs)),
-            *(f"{ms(x):.2f}" for x in (percentile(xs, 50), percentile(xs, 99), max(xs))),
-        )
+        f"Single commands ({len(raw):,} per app, one at a time: validation, read, append)", rows
+    )
+    by_command = Table(title="Latency by command (ms)", title_justify="left")
+    by_command.add_column("command")
+    by_command.add_column("count", justify="right")
+    for label in single.latencies:
+        for column in ("p50", "p99", "max"):
+            by_command.add_column(f"{label} {column}", justify="right")
+    for name, xs in single.latencies[SHIPPED].items():
+        cells = [name, str(len(xs))]
+        for label in single.latencies:
+            ys = single.latencies[label][name]
+            cells += [f"{ms(y):.2f}" for y in (percentile(ys, 50), percentile(ys, 99), max(ys))]
+        by_command.add_row(*cells)
     console.print(by_command)
-    return Target("single-command p99 < 15 ms", p99 < P99_TARGET_MS, f"p99 {p99:.2f} ms")
+    p99 = {label: ms(percentile(single.of(label), 99)) for label in single.latencies}
+    return Target(
+        "single-command p99 < 15 ms",
+        p99[SHIPPED] < P99_TARGET_MS,
+        f"p99 {p99[SHIPPED]:.2f} ms as shipped; "
+        + ", ".join(f"{label} {value:.2f} ms" for label, value in p99.items() if label != SHIPPED),
+    )
 
 
 def report_batched(batched: BatchedAppends, cases_per_save: int) -> Target:
@@ -378,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark in fresh schemas and print figures, baselines, ratios, targets."""
     parser = base_arguments(__doc__ or "")
     parser.add_argument("--commands", type=int, default=2400, help="single commands to time")
-    parser.add_argument("--saves", type=int, default=8, help="batched saves per round and app")
+    parser.add_argument("--saves", type=int, default=5, help="batched saves per round and app")
     parser.add_argument("--cases-per-save", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5, help="alternations of app and raw")
     parser.add_argument("--profile", action="store_true", help="cProfile the shipped saves")
@@ -396,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             # Warm up pools and prepared statements; check the fixed apps read back the same.
             for _ in range(3):
-                run_story(apps[SHIPPED], case_story(), None)
+                for label in (SHIPPED, CORE):
+                    run_story(apps[label], case_story(), defaultdict(list))
             for label, app in apps.items():
                 app.save(*opened_cases(args.cases_per_save))
                 case = next(opened_cases(1))
@@ -406,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 assert reader.get_case(case.id).personal == case.personal, label
             raw = RawEventsTable(args.database_url, core, average_state_bytes(apps[SHIPPED]))
             raw.single_row_transactions(50)
-            single = single_commands(apps[SHIPPED], raw, args)
+            single = single_commands({x: apps[x] for x in (SHIPPED, CORE)}, raw, args)
             batched = batched_appends(apps, raw, args, profiler)
         finally:
             if raw is not None:
