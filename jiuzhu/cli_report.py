@@ -1,0 +1,167 @@
+"""`jiuzhu report NAME`: the reporting read models as tables, CSV or JSON, with small charts."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Callable
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from rich.table import Table
+
+from jiuzhu.cli_common import console, fail, load_settings, print_json
+from jiuzhu.runtime import endpoints
+from projections import (
+    funnel,
+    headline,
+    payments_ledger,
+    programme_roll,
+    stacked_relief,
+    time_to_support,
+    verification_tasks,
+)
+from projections.base import read_model_datastore
+from projections.regions import Criteria, Level, Report, normalise_region
+
+__all__ = ["REPORTS", "render", "report"]
+
+Reporter = Callable[[Cursor[DictRow], str, Criteria], Report]
+REPORTS: dict[str, Reporter] = {
+    "funnel": funnel.report,
+    "verification_tasks": verification_tasks.report,
+    "payments": payments_ledger.report,
+    "time_to_support": time_to_support.report,
+    "stacked_relief": stacked_relief.report,
+    "programme_roll": programme_roll.report,
+    "headline": headline.report,
+}
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+class Format(StrEnum):
+    """How a report is printed."""
+
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+def _month(value: str | None, option: str) -> str | None:
+    if value is None:
+        return None
+    year, _, month = value.partition("-")
+    if not (len(year) == 4 and year.isdigit() and month.isdigit() and 1 <= int(month) <= 12):
+        raise fail(f"{option} {value!r} is not a month like 2023-06")
+    return f"{year}-{int(month):02d}"
+
+
+def report(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(REPORTS)}", show_default=False)],
+    region: Annotated[
+        str | None, typer.Option("--region", help="County, city or province code: 610523, 6105, 61")
+    ] = None,
+    first: Annotated[
+        str | None, typer.Option("--from", help="First business month, 2023-01")
+    ] = None,
+    last: Annotated[str | None, typer.Option("--to", help="Last business month, 2023-12")] = None,
+    level: Annotated[
+        Level, typer.Option("--by", help="Roll regions up to this level")
+    ] = Level.COUNTY,
+    output: Annotated[Format, typer.Option("--format", help="table, csv or json")] = Format.TABLE,
+    schema: Annotated[
+        str | None, typer.Option(help="Schema of the read models (default: JIUZHU_DB_SCHEMA)")
+    ] = None,
+) -> None:
+    """Print a report from the read models: funnel, tasks, payments, time to support, ..."""
+    if name not in REPORTS:
+        raise fail(f"unknown report {name!r}; choose one of {', '.join(REPORTS)}")
+    try:
+        criteria = Criteria(
+            region=normalise_region(region) if region else None,
+            first_month=_month(first, "--from"),
+            last_month=_month(last, "--to"),
+            level=level,
+        )
+    except ValueError as error:
+        raise fail(str(error)) from None
+    settings = load_settings()
+    with endpoints(settings) as ends:
+        schema = schema or settings.db_schema
+        datastore = read_model_datastore(ends.database_url, schema=schema, pool_size=1)
+        try:
+            with datastore.transaction(commit=False) as curs:
+                result = REPORTS[name](curs, schema, criteria)
+        except Exception as error:  # a read model not built yet: say which, in one line
+            raise fail(f"cannot read the {name} report from schema {schema!r}: {error}") from None
+        finally:
+            datastore.close()
+    render(result, output)
+
+
+def render(result: Report, output: Format) -> None:
+    """Print a report in the chosen format."""
+    if output is Format.JSON:
+        print_json({"title": result.title, "rows": [_plain(row) for row in result.rows]})
+    elif output is Format.CSV:
+        writer = csv.DictWriter(sys.stdout, fieldnames=result.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(_plain(row) for row in result.rows)
+    else:
+        _table(result)
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: float(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if column.endswith("_fen"):
+        return f"¥{int(value) / 100:,.2f}"  # money is kept in fen, shown in yuan
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table(result: Report) -> None:
+    table = Table(title=result.title, title_justify="left")
+    for column in result.columns:
+        numeric = any(isinstance(row.get(column), int | Decimal) for row in result.rows)
+        heading = column.removesuffix("_fen") + (" (yuan)" if column.endswith("_fen") else "")
+        table.add_column(heading.replace("_", " "), justify="right" if numeric else "left")
+    for row in result.rows:
+        table.add_row(*(_cell(column, row.get(column)) for column in result.columns))
+    console.print(table)
+    if not result.rows:
+        console.print("[dim]no rows: nothing recorded for these criteria yet[/]")
+    if result.bars:
+        _bars(result.bars)
+    if result.series:
+        _sparkline(result.series)
+    for note in result.notes:
+        console.print(f"[dim]{note}[/]")
+
+
+def _bars(bars: list[tuple[str, int]], width: int = 40) -> None:
+    top = max((count for _, count in bars), default=0) or 1
+    label = max(len(name) for name, _ in bars)
+    for name, count in bars:
+        bar = "█" * round(width * count / top)
+        console.print(f"{name.replace('_', ' '):>{label}} [cyan]{bar}[/] {count:,}")
+
+
+def _sparkline(series: list[tuple[str, int]]) -> None:
+    values = [value for _, value in series]
+    low, high = min(values), max(values)
+    span = (high - low) or 1
+    line = "".join(_SPARKS[round((v - low) / span * (len(_SPARKS) - 1))] for v in values)
+    console.print(
+        f"monthly payments {series[0][0]} [green]{line}[/] {series[-1][0]}  "
+        f"(¥{low / 100:,.0f} – ¥{high / 100:,.0f} a month)"
+    )

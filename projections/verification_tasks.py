@@ -1,0 +1,134 @@
+"""Verification tasks: one row per case, who must visit by when, and whether it was done.
+
+Open, done and overdue are read against a day (today, or a report's day), so the table
+keeps the facts (assignee, due date, when verified) and reports derive the status.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier, Literal
+
+from domain.case import Case
+from projections.folding import Batch, FoldingReadModel, Table, folds
+from projections.regions import Criteria, Report
+
+__all__ = ["VerificationTasks", "report"]
+
+TASKS = Table(
+    "verification_task",
+    (
+        ("case_id", "uuid"),
+        ("region", "text"),
+        ("assignee", "text"),
+        ("assigned_at", "timestamptz"),
+        ("due_on", "date"),
+        ("assignments", "integer"),
+        ("verified_at", "timestamptz"),
+        ("verdict", "text"),
+        ("closed_at", "timestamptz"),
+    ),
+    loaded_by=frozenset({Case.VerificationAssigned, Case.Verified, Case.Closed}),
+)
+
+
+class VerificationTasks(FoldingReadModel):
+    """The verification visit of each case: assignee, due date, outcome."""
+
+    name = "verification_tasks"
+    tables: ClassVar = ("verification_task",)
+    state_tables: ClassVar = (TASKS,)
+    ddl: ClassVar = (
+        "CREATE TABLE IF NOT EXISTS {schema}.verification_task (case_id uuid PRIMARY KEY, "
+        "region text NOT NULL, assignee text, assigned_at timestamptz, due_on date, "
+        "assignments integer NOT NULL, verified_at timestamptz, verdict text, "
+        "closed_at timestamptz)",
+        "CREATE INDEX IF NOT EXISTS verification_task_due "
+        "ON {schema}.verification_task (due_on) WHERE verified_at IS NULL",
+    )
+
+    @folds(Case.Discovered)
+    def _discovered(self, event: Case.Discovered, batch: Batch) -> None:
+        batch.put(
+            TASKS,
+            {
+                "case_id": event.originator_id,
+                "region": event.region,
+                "assignee": None,
+                "assigned_at": None,
+                "due_on": None,
+                "assignments": 0,
+                "verified_at": None,
+                "verdict": None,
+                "closed_at": None,
+            },
+        )
+
+    @folds(Case.VerificationAssigned)
+    def _assigned(self, event: Case.VerificationAssigned, batch: Batch) -> None:
+        task = batch.row(TASKS, event.originator_id)
+        if task is None:
+            return
+        # A reassignment replaces the assignee and due date; every assignment is a task issued.
+        task["assignee"] = event.assignee
+        task["assigned_at"] = event.occurred_at
+        task["due_on"] = event.due_on
+        task["assignments"] += 1
+        batch.touch(TASKS, event.originator_id)
+
+    @folds(Case.Verified)
+    def _verified(self, event: Case.Verified, batch: Batch) -> None:
+        task = batch.row(TASKS, event.originator_id)
+        if task is None:
+            return
+        # The task was done at the first visit; a later one only updates the verdict.
+        if task["verified_at"] is None:
+            task["verified_at"] = event.occurred_at
+        task["verdict"] = event.verdict
+        batch.touch(TASKS, event.originator_id)
+
+    @folds(Case.Closed)
+    def _closed(self, event: Case.Closed, batch: Batch) -> None:
+        task = batch.row(TASKS, event.originator_id)
+        if task is None:
+            return
+        task["closed_at"] = event.occurred_at
+        batch.touch(TASKS, event.originator_id)
+
+
+def report(curs: Cursor[DictRow], schema: str, criteria: Criteria) -> Report:
+    """Tasks per region and assignee: open, overdue against the due date, done, done late."""
+    curs.execute(
+        SQL(
+            "SELECT {group} AS region, coalesce(assignee, '(unassigned)') AS assignee, "
+            "count(*) AS cases, sum(assignments)::bigint AS tasks_issued, "
+            "count(*) FILTER (WHERE assignee IS NOT NULL AND verified_at IS NULL "
+            "AND closed_at IS NULL) AS open, "
+            "count(*) FILTER (WHERE verified_at IS NULL AND closed_at IS NULL "
+            "AND due_on < {today}) AS overdue, "
+            "count(*) FILTER (WHERE verified_at IS NOT NULL) AS done, "
+            "count(*) FILTER (WHERE (verified_at AT TIME ZONE 'Asia/Shanghai')::date > due_on) "
+            "AS done_late, "
+            "count(*) FILTER (WHERE verified_at IS NULL AND closed_at IS NOT NULL) AS cancelled "
+            "FROM {schema}.verification_task WHERE {region} AND "
+            "(assigned_at IS NULL OR {months}) GROUP BY 1, 2 ORDER BY 1, 2"
+        ).format(
+            group=criteria.group_sql(),
+            today=Literal(criteria.today),
+            schema=Identifier(schema),
+            region=criteria.region_sql(),
+            months=criteria.moments_sql("assigned_at"),
+        )
+    )
+    return Report(
+        title=f"Verification tasks as of {criteria.today.isoformat()}",
+        columns=[
+            "region", "assignee", "cases", "tasks_issued", "open", "overdue", "done",
+            "done_late", "cancelled",
+        ],
+        rows=[dict(row) for row in curs.fetchall()],
+        notes=["Months filter the month a task was (last) assigned."],
+    )  # fmt: skip
