@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from jiuzhu import cli_audit, cli_case, cli_demo, cli_privacy
+from jiuzhu import cli_audit, cli_case, cli_demo, cli_privacy, cli_replay, cli_report
 
 __all__ = ["app", "main"]
 
@@ -19,6 +19,9 @@ app.add_typer(cli_case.app, name="case")
 app.add_typer(cli_audit.app, name="audit")
 app.add_typer(cli_privacy.app, name="privacy")
 app.command("demo")(cli_demo.demo)
+app.command("report")(cli_report.report)
+app.command("replay")(cli_replay.replay_command)
+app.command("rebuild")(cli_replay.rebuild_command)
 # Each tool registers its own command group here, one line each.
 
 
