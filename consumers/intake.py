@@ -321,11 +321,12 @@ def _subscribe(
         main = StreamSub(places.prefix, group=places.durable, consumer=consumer)
         router.subscriber(stream=main, **options)(handler)
         # Pending entries idle this long (a retry, or a reader that died) are claimed again.
+        # One still in progress may be claimed too: its receipt makes the second a duplicate.
         reclaim = StreamSub(
             places.prefix,
             group=places.durable,
             consumer=f"{consumer}-reclaim",
-            min_idle_time=int(retry_delay * 1000),
+            min_idle_time=int(max(retry_delay, 1.0) * 1000),
         )
         router.subscriber(stream=reclaim, include_in_schema=False, **options)(handler)
         router.publisher(stream=places.deadletter, description=notice, schema=bytes)

@@ -11,6 +11,7 @@ from uuid import uuid4
 import aio_pika
 import nats
 import orjson
+import psycopg
 import pytest
 import redis.asyncio as aioredis
 from eventsourcing.persistence import OperationalError
@@ -31,7 +32,8 @@ BROKERS = [
     pytest.param(RABBIT_URL, marks=pytest.mark.rabbit, id="rabbit"),
     pytest.param(REDIS_URL, marks=pytest.mark.redis, id="redis"),
 ]
-pytestmark = [pytest.mark.postgres, pytest.mark.anyio, pytest.mark.parametrize("url", BROKERS)]
+pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
+on_every_broker = pytest.mark.parametrize("url", BROKERS)
 WAIT = 15.0
 
 
@@ -152,6 +154,7 @@ async def settled(stats: IntakeStats, done: Callable[[IntakeStats], bool]) -> No
     await stats.wait_until(done, timeout=WAIT)
 
 
+@on_every_broker
 async def test_a_monitoring_alert_opens_a_case(url: str, app: CaseWork) -> None:
     household = f"HH-{uuid4().hex[:8]}"
     async with intake(url, app) as (upstream, stats):
@@ -169,6 +172,7 @@ async def test_a_monitoring_alert_opens_a_case(url: str, app: CaseWork) -> None:
     assert app.has_received("/shaanxi/monitoring-platform/alert-1")
 
 
+@on_every_broker
 async def test_the_same_message_delivered_twice_has_one_effect(url: str, app: CaseWork) -> None:
     household = f"HH-{uuid4().hex[:8]}"
     body = orjson.dumps(alert(household, "alert-twice"))
@@ -177,13 +181,14 @@ async def test_the_same_message_delivered_twice_has_one_effect(url: str, app: Ca
         await settled(stats, lambda s: s.applied == 1)
         position = app.recorder.max_notification_id()
         await upstream.publish(body, "monitoring.alert")
-        await settled(stats, lambda s: s.duplicates == 1)
+        await settled(stats, lambda s: s.duplicates >= 1)
     assert app.recorder.max_notification_id() == position
     assert len(app.household_chain(household)) == 1
     assert stats.applied == 1
     assert not stats.dead_lettered
 
 
+@on_every_broker
 async def test_bad_messages_reach_the_dead_letter_place_with_their_reason(
     url: str, app: CaseWork
 ) -> None:
@@ -212,7 +217,7 @@ async def test_bad_messages_reach_the_dead_letter_place_with_their_reason(
     async with intake(url, app) as (upstream, stats):
         for body, kind in bad.values():
             await upstream.publish(body, kind)
-        await settled(stats, lambda s: s.dead_lettered.total() == len(bad))
+        await settled(stats, lambda s: s.dead_lettered.total() >= len(bad))
         letters = await upstream.dead_letters()
     by_reason = {headers["x-deadletter-reason"]: (body, headers) for body, headers in letters}
     assert set(by_reason) == set(bad)
@@ -237,6 +242,7 @@ class FlakyCaseWork(CaseWork):
         return super().has_received(message_key)
 
 
+@on_every_broker
 async def test_a_database_fault_is_retried_until_it_succeeds(url: str, pg_schema: str) -> None:
     flaky = FlakyCaseWork(env=eventstore_env(DATABASE_URL, schema=pg_schema))
     household = f"HH-{uuid4().hex[:8]}"
@@ -249,3 +255,31 @@ async def test_a_database_fault_is_retried_until_it_succeeds(url: str, pg_schema
         assert len(flaky.household_chain(household)) == 1
     finally:
         flaky.close()
+
+
+def drop_connections(app: CaseWork) -> int:
+    """Terminate every server connection of the app's pool: a real database fault."""
+    pool = app.recorder.datastore.pool  # type: ignore[attr-defined]
+    # The connections the pool keeps open (more would only be opened on demand).
+    borrowed = [pool.getconn(timeout=5.0) for _ in range(pool.min_size)]
+    pids = {conn.info.backend_pid for conn in borrowed}
+    for conn in borrowed:
+        pool.putconn(conn)
+    with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    return len(pids)
+
+
+# A database fault is the same on every broker: the real one runs on the default broker.
+@pytest.mark.parametrize("url", BROKERS[:1])
+async def test_dropped_database_connections_lose_no_message(url: str, app: CaseWork) -> None:
+    # Whether the pool notices the dead connections (reconnects) or a query fails (retried
+    # later) depends on timing; either way the message must take effect once, unrefused.
+    household = f"HH-{uuid4().hex[:8]}"
+    async with intake(url, app) as (upstream, stats):
+        assert drop_connections(app) > 0
+        await upstream.publish(orjson.dumps(alert(household)), "monitoring.alert")
+        await settled(stats, lambda s: s.applied == 1)
+    assert not stats.dead_lettered
+    assert len(app.household_chain(household)) == 1
