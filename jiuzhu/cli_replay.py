@@ -16,7 +16,6 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
 from jiuzhu.cli_common import console, err_console, fail, load_settings
@@ -119,28 +118,26 @@ def _print_result(result: ReplayResult) -> None:
         if not differences:
             console.print(f"[green]equal[/]   {name} (at event {position:,})")
             continue
-        console.print(f"[bold red]differs[/] {name} (at event {position:,}): {len(differences)}")
-        console.print(_differences_table(differences))
+        where = "no live tables" if position < 0 else f"at event {position:,}"
+        console.print(f"[bold red]differs[/] {name} ({where}): {len(differences)} row(s)")
+        for difference in differences:
+            console.print(f"  {_describe(difference)}", soft_wrap=True, highlight=False)
 
 
-def _differences_table(differences: list[Difference]) -> Table:
-    table = Table(show_lines=False)
-    for column in ("table", "difference", "key", "live", "rebuilt"):
-        table.add_column(column, overflow="fold")
-    for difference in differences:
-        if difference.kind == "changed" and difference.live and difference.rebuilt:
-            live = {c: difference.live[c] for c in difference.columns}
-            rebuilt = {c: difference.rebuilt[c] for c in difference.columns}
-        else:
-            live, rebuilt = difference.live or {}, difference.rebuilt or {}
-        table.add_row(
-            difference.table,
-            difference.kind,
-            _show(difference.key),
-            _show(live),
-            _show(rebuilt),
+def _describe(difference: Difference) -> str:
+    """One line per difference: which table, which row, what the live and rebuilt rows say."""
+    head = f"{difference.table} {difference.kind}"
+    key = _show(difference.key)
+    if difference.kind == "missing table":
+        return head
+    if difference.kind == "changed" and difference.live and difference.rebuilt:
+        changes = "; ".join(
+            f"{c}: live={difference.live[c]} rebuilt={difference.rebuilt[c]}"
+            for c in difference.columns
         )
-    return table
+        return f"{head} [{key}] {changes}"
+    row = difference.live if difference.live is not None else difference.rebuilt
+    return f"{head} [{key}] {_show(row or {})}"
 
 
 def _show(values: dict[str, object]) -> str:

@@ -145,7 +145,7 @@ def province(app: CaseWork) -> dict[str, UUID]:
 
 def report_models(schema: str) -> list[ReadModel]:
     """Every reporting read model, its tables created in a schema."""
-    datastore = read_model_datastore(DATABASE_URL, schema=schema, pool_size=4)
+    datastore = read_model_datastore(DATABASE_URL, schema=schema, pool_size=2)
     models = [cls(datastore) for cls in REPORT_MODELS]
     for model in models:
         model.create_table()
