@@ -378,11 +378,12 @@ def report_batched(batched: BatchedAppends, cases_per_save: int) -> Target:
 def open_apps(database_url: str, audited: str, core: str, data_dir: str) -> dict[str, CaseWork]:
     """The applications to compare, the fixed ones with the proposed fix applied."""
     settings = Settings(data_dir=Path(data_dir))  # keys are generated there, not in ./.jiuzhu
+    # One thread per app: one pooled connection each spares a server shared with other tests.
     apps = {
-        SHIPPED: casework(database_url, schema=audited, settings=settings),
-        SHIPPED_FIXED: casework(database_url, schema=audited, settings=settings),
-        CORE: CaseWork(env=eventstore_env(database_url, schema=core)),
-        CORE_FIXED: CaseWork(env=eventstore_env(database_url, schema=core)),
+        SHIPPED: casework(database_url, schema=audited, settings=settings, pool_size=1),
+        SHIPPED_FIXED: casework(database_url, schema=audited, settings=settings, pool_size=1),
+        CORE: CaseWork(env=eventstore_env(database_url, schema=core, pool_size=1)),
+        CORE_FIXED: CaseWork(env=eventstore_env(database_url, schema=core, pool_size=1)),
     }
     send_rows_binary(apps[SHIPPED_FIXED])
     send_rows_binary(apps[CORE_FIXED])
