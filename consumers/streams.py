@@ -10,7 +10,7 @@ Kafka: one topic named after the prefix, keyed by case id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,9 +22,11 @@ from nats.js.errors import BadRequestError
 from redis.exceptions import ResponseError
 
 from consumers.brokers import AnyBroker
-from consumers.event_messages import EVENT_ID, EVENTS_PREFIX, EventMessage
+from consumers.event_messages import EVENT_ID, EVENTS_PREFIX, NATS_MSG_ID, EventMessage
 
 __all__ = [
+    "DEADLETTER_REASON",
+    "BrokerDeadLetterer",
     "EventsDestination",
     "KafkaPublisher",
     "NatsPublisher",
@@ -34,6 +36,9 @@ __all__ = [
     "declare_events",
     "make_publisher",
 ]
+
+# Header a dead letter carries: why the message could not be used.
+DEADLETTER_REASON = "deadletter-reason"
 
 
 @dataclass(frozen=True)
@@ -237,3 +242,28 @@ def make_publisher(broker: AnyBroker, destination: EventsDestination) -> Publish
     if isinstance(broker, RedisBroker):
         return RedisPublisher(broker, destination)
     return KafkaPublisher(broker, destination)
+
+
+class BrokerDeadLetterer:
+    """Publishes an undecodable relief.events message, as received, to the dead-letter place.
+
+    The original headers are kept; `deadletter-reason` says why it could not be used.
+    """
+
+    def __init__(self, broker: AnyBroker, destination: EventsDestination) -> None:
+        self.broker = broker
+        self.destination = destination
+
+    async def __call__(self, headers: Mapping[str, Any], body: bytes, reason: str) -> None:
+        dead = {str(k): str(v) for k, v in headers.items() if k != NATS_MSG_ID}
+        dead[DEADLETTER_REASON] = reason
+        broker, where = self.broker, self.destination.deadletter
+        if isinstance(broker, NatsBroker):
+            # Through JetStream, so the dead letter is stored before the batch is acked.
+            await broker.config.connection_state.stream.publish(where, body, headers=dead)
+        elif isinstance(broker, RabbitBroker):
+            await broker.publish(body, queue=where, headers=dict[str, Any](dead), persist=True)
+        elif isinstance(broker, RedisBroker):
+            await broker.publish(body, stream=where, headers=dead)
+        else:
+            await broker.publish(body, topic=where, headers=dead)

@@ -1,0 +1,408 @@
+"""The projector: a durable, ordered consumer of relief.events feeding every read model.
+
+Each batch is decoded back into domain events with the application's mapper and applied
+to every read model of projections.registry (one transaction per read model, tracking
+inside it), then acknowledged. Redelivered events are at or below a read model's tracked
+position and change nothing. A message that cannot be decoded is dead-lettered with the
+reason, logged and counted, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol
+from uuid import UUID
+
+import psycopg
+import structlog
+from eventsourcing.persistence import Mapper
+from faststream import AckPolicy, Context
+from faststream.kafka import KafkaBroker
+from faststream.nats import ConsumerConfig, NatsBroker, PullSub
+from faststream.nats.message import NatsBatchMessage
+from faststream.rabbit import Channel, RabbitBroker
+from faststream.rabbit.message import RabbitMessage
+from faststream.redis import RedisBroker, StreamSub
+from faststream.redis.parser.binary import BinaryMessageFormatV1
+
+from consumers.brokers import AnyBroker
+from consumers.event_messages import UndecodableEventError, decode
+from consumers.streams import EventsDestination
+from projections.base import Positioned, ReadModel
+
+__all__ = [
+    "DeadLetterer",
+    "Feed",
+    "Incoming",
+    "Projector",
+    "ProjectorStats",
+    "StoppingError",
+    "subscribe_projector",
+]
+
+log = structlog.get_logger("jiuzhu.projector")
+
+# A message as the broker gave it: its headers and body bytes.
+Incoming = tuple[Mapping[str, Any], bytes]
+
+# A read model that cannot commit (database down) is retried this often, until it can.
+RETRY_SECONDS = 0.5
+
+
+class DeadLetterer(Protocol):
+    """Puts an undecodable message on the dead-letter destination with the reason."""
+
+    async def __call__(self, headers: Mapping[str, Any], body: bytes, reason: str) -> None:
+        """Return once the dead letter is stored."""
+
+
+class StoppingError(Exception):
+    """The projector is stopping: the batch stays unacknowledged and comes back later."""
+
+
+@dataclass
+class ProjectorStats:
+    """What the projector has done, for health checks and benchmarks."""
+
+    received: int = 0
+    applied: int = 0
+    batches: int = 0
+    dead_lettered: int = 0
+    position: int = 0
+    failing: bool = False
+    halted: str | None = None
+    heartbeat: float = field(default_factory=time.monotonic)
+
+
+class Projector:
+    """Applies batches of relief.events messages to read models, in order, exactly once."""
+
+    def __init__(
+        self,
+        mapper: Mapper[UUID],
+        read_models: Sequence[ReadModel],
+        *,
+        application_name: str,
+        deadletter: DeadLetterer,
+    ) -> None:
+        self.mapper = mapper
+        self.read_models = list(read_models)
+        self.application_name = application_name
+        self.deadletter = deadletter
+        self.stats = ProjectorStats()
+        self.stopping = asyncio.Event()
+        self._busy = asyncio.Lock()
+
+    def position(self) -> int:
+        """The lowest position among the read models: everything up to it is applied."""
+        return min(m.position(self.application_name) for m in self.read_models)
+
+    async def project(self, batch: Sequence[Incoming]) -> None:
+        """Decode, dead-letter what cannot be decoded, apply the rest to every read model.
+
+        Returns once every read model committed: the caller acknowledges the batch then.
+        Raises StoppingError when asked to stop before that (nothing is acknowledged).
+        """
+        if self.stopping.is_set():
+            raise StoppingError
+        async with self._busy:
+            self.stats.received += len(batch)
+            events: list[Positioned] = []
+            for headers, body in batch:
+                try:
+                    events.append(decode(headers, body, self.mapper))
+                except UndecodableEventError as error:
+                    await self._dead_letter(headers, body, str(error))
+            # Brokers deliver in order; sorting guards the skip-by-position within a batch.
+            events.sort(key=lambda positioned: positioned[1])
+            if events:
+                await self._apply(events)
+            self.stats.batches += 1
+            self.stats.heartbeat = time.monotonic()
+
+    def halt(self, reason: str) -> None:
+        """Take no more batches after one failed in an unexpected way (a bug, not a fault)."""
+        self.stats.halted = reason
+        self.stopping.set()
+
+    async def drain(self) -> None:
+        """Stop taking batches and wait for the one in progress to commit."""
+        self.stopping.set()
+        async with self._busy:
+            pass
+
+    async def _dead_letter(self, headers: Mapping[str, Any], body: bytes, reason: str) -> None:
+        await self.deadletter(headers, body, reason)
+        self.stats.dead_lettered += 1
+        log.error(
+            "relief.events message dead-lettered",
+            reason=reason,
+            event_id=str(headers.get("event-id", "")),
+            notification_id=str(headers.get("notification-id", "")),
+            dead_lettered=self.stats.dead_lettered,
+        )
+
+    async def _apply(self, events: list[Positioned]) -> None:
+        while True:
+            try:
+                applied = await asyncio.gather(
+                    *(
+                        asyncio.to_thread(m.apply, events, application_name=self.application_name)
+                        for m in self.read_models
+                    )
+                )
+            except (psycopg.OperationalError, psycopg.errors.InterfaceError, OSError) as error:
+                # A transient fault: nothing committed partially (one transaction per read
+                # model, and tracking skips what one of them already committed).
+                self.stats.failing = True
+                log.warning("read models cannot commit, retrying", error=str(error))
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), RETRY_SECONDS)
+                except TimeoutError:
+                    continue
+                raise StoppingError from error
+            self.stats.failing = False
+            self.stats.applied += max(applied, default=0)
+            self.stats.position = events[-1][1]
+            return
+
+
+class Feed:
+    """How batches reach the projector on one broker: a FastStream subscriber and its acks."""
+
+    def __init__(self, projector: Projector, subscriber: Any) -> None:
+        self.projector = projector
+        self.subscriber = subscriber
+
+    async def recover(self) -> None:
+        """Before the broker starts: take back what a killed predecessor left unacknowledged."""
+
+    async def start(self) -> None:
+        """After the broker started."""
+
+    async def stop(self) -> None:
+        """Before the broker stops, after the projector drained."""
+
+    def consuming(self) -> bool:
+        """The subscriber runs and none of its background tasks died."""
+        tasks = getattr(self.subscriber, "tasks", [])
+        return bool(self.subscriber.running) and not any(t.done() for t in tasks)
+
+
+async def _settle(projector: Projector, batch: Sequence[Incoming]) -> bool:
+    """Project a batch; whether it may be acknowledged (False: leave it for redelivery)."""
+    try:
+        await projector.project(batch)
+    except StoppingError:
+        return False
+    except Exception as error:
+        # Taking later batches would apply events past this one, and its redelivery would
+        # then be skipped as already applied: halt instead, unhealthy, until restarted.
+        log.exception("batch failed; projector halts", size=len(batch))
+        projector.halt(f"{type(error).__name__}: {error}")
+        return False
+    return True
+
+
+def _nats_feed(
+    broker: NatsBroker, destination: EventsDestination, projector: Projector, batch_size: int
+) -> Feed:
+    subscriber = broker.subscriber(
+        f"{destination.prefix}.>",
+        stream=destination.jstream(),
+        durable=destination.durable,
+        pull_sub=PullSub(batch_size, timeout=1.0, batch=True),
+        config=ConsumerConfig(ack_wait=60, max_ack_pending=batch_size * 4),
+        ack_policy=AckPolicy.MANUAL,  # acked after the read models commit, never before
+    )
+
+    @subscriber
+    async def relief_events(message: Annotated[NatsBatchMessage, Context("message")]) -> None:
+        """relief.events in order, a batch at a time, acked once the read models committed."""
+        batch = [(m.headers or {}, m.data) for m in message.raw_message]
+        if await _settle(projector, batch):
+            await message.ack()
+        else:
+            await message.nack(delay=RETRY_SECONDS)
+
+    return Feed(projector, subscriber)
+
+
+def _redis_entry(entry: Mapping[bytes, bytes]) -> Incoming:
+    body, headers = BinaryMessageFormatV1.parse(entry.get(b"__data__", b""))
+    return headers, body
+
+
+class RedisFeed(Feed):
+    """Redis Streams consumer group; a killed consumer's pending entries are taken back."""
+
+    def __init__(
+        self, projector: Projector, subscriber: Any, broker: RedisBroker, stream: StreamSub
+    ) -> None:
+        super().__init__(projector, subscriber)
+        self.broker = broker
+        self.stream = stream
+
+    async def recover(self) -> None:
+        # XREADGROUP with "0" gives this consumer's delivered-but-unacked entries: read
+        # with ">" they would never come back.
+        client: Any = await self.broker.connect()
+        name, group, consumer = self.stream.name, self.stream.group, self.stream.consumer
+        while True:
+            response = await client.xreadgroup(
+                group, consumer, {name: "0"}, count=self.stream.max_records
+            )
+            entries = [e for _, stream_entries in response for e in stream_entries]
+            if not entries:
+                return
+            if not await _settle(self.projector, [_redis_entry(data) for _, data in entries]):
+                raise StoppingError
+            await client.xack(name, group, *(entry_id for entry_id, _ in entries))
+
+
+def _redis_feed(
+    broker: RedisBroker,
+    destination: EventsDestination,
+    projector: Projector,
+    batch_size: int,
+    consumer: str,
+) -> Feed:
+    stream = StreamSub(
+        destination.redis_stream,
+        group=destination.durable,
+        consumer=consumer,
+        batch=True,
+        max_records=batch_size,
+        polling_interval=1000,
+    )
+    subscriber = broker.subscriber(stream=stream, ack_policy=AckPolicy.MANUAL)
+
+    @subscriber
+    async def relief_events(message: Annotated[Any, Context("message")]) -> None:
+        """relief.events in order, a batch at a time, XACKed once the read models committed."""
+        batch = [_redis_entry(data) for data in message.raw_message["data"]]
+        if await _settle(projector, batch):
+            await message.ack()  # else the entries stay pending and recover() takes them
+
+    return RedisFeed(projector, subscriber, broker, stream)
+
+
+class RabbitFeed(Feed):
+    """One durable queue with prefetch; batches of consecutive deliveries, acked as one.
+
+    FastStream handles each RabbitMQ delivery in its own task, so arrivals are collected by
+    delivery tag (consecutive on the channel) and only an unbroken run is applied: order is
+    kept even if two handler tasks finish out of turn.
+    """
+
+    def __init__(self, projector: Projector, subscriber: Any, batch_size: int) -> None:
+        super().__init__(projector, subscriber)
+        self.batch_size = batch_size
+        self.arrived: dict[int, Any] = {}
+        self.next_tag: int | None = None
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, message: Any) -> None:
+        """A delivery arrived (aio-pika IncomingMessage), not yet acknowledged."""
+        self.arrived[message.delivery_tag] = message
+        self.ready.set()
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    def consuming(self) -> bool:
+        return super().consuming() and self.task is not None and not self.task.done()
+
+    def _take(self) -> list[Any]:
+        lowest = min(self.arrived)
+        if self.next_tag is None or lowest < self.next_tag:  # first delivery, or a new channel
+            self.next_tag = lowest
+        run: list[Any] = []
+        while self.next_tag in self.arrived and len(run) < self.batch_size:
+            run.append(self.arrived.pop(self.next_tag))
+            self.next_tag += 1
+        return run
+
+    async def _run(self) -> None:
+        while not self.projector.stopping.is_set():
+            await self.ready.wait()
+            self.ready.clear()
+            run = self._take() if self.arrived else []
+            if not run:
+                continue
+            if self.arrived:
+                self.ready.set()  # more waiting beyond this batch
+            if await _settle(self.projector, [(m.headers or {}, m.body) for m in run]):
+                await run[-1].ack(multiple=True)
+            else:
+                await run[-1].nack(multiple=True, requeue=True)
+                return
+
+
+def _rabbit_feed(
+    broker: RabbitBroker, destination: EventsDestination, projector: Projector, batch_size: int
+) -> Feed:
+    subscriber = broker.subscriber(
+        destination.rabbit_queue(),
+        destination.rabbit_exchange(),
+        channel=Channel(prefetch_count=batch_size * 2),
+        ack_policy=AckPolicy.MANUAL,  # acked by RabbitFeed once the read models committed
+    )
+    feed = RabbitFeed(projector, subscriber, batch_size)
+
+    @subscriber
+    async def relief_events(message: Annotated[RabbitMessage, Context("message")]) -> None:
+        """One relief.events delivery: collected into the next in-order batch."""
+        feed.add(message.raw_message)
+
+    return feed
+
+
+def _kafka_feed(
+    broker: KafkaBroker, destination: EventsDestination, projector: Projector, batch_size: int
+) -> Feed:
+    subscriber = broker.subscriber(
+        destination.redis_stream,
+        group_id=destination.durable,
+        batch=True,
+        max_records=batch_size,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+    )
+
+    @subscriber
+    async def relief_events(message: Annotated[Any, Context("message")]) -> None:
+        """relief.events of one partition in order, committed once the read models did."""
+        records = message.raw_message
+        batch = [({k: bytes(v).decode() for k, v in r.headers}, r.value) for r in records]
+        if await _settle(projector, batch):
+            await message.ack()
+
+    return Feed(projector, subscriber)
+
+
+def subscribe_projector(
+    broker: AnyBroker,
+    destination: EventsDestination,
+    projector: Projector,
+    *,
+    batch_size: int = 500,
+    consumer: str = "projector-1",
+) -> Feed:
+    """Register the projector's subscriber on a broker (before the broker starts)."""
+    if isinstance(broker, NatsBroker):
+        return _nats_feed(broker, destination, projector, batch_size)
+    if isinstance(broker, RabbitBroker):
+        return _rabbit_feed(broker, destination, projector, batch_size)
+    if isinstance(broker, RedisBroker):
+        return _redis_feed(broker, destination, projector, batch_size, consumer)
+    return _kafka_feed(broker, destination, projector, batch_size)

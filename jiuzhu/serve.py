@@ -1,0 +1,316 @@
+"""Running the service's processes: relay, projector (and intake), with health and SIGTERM.
+
+SIGTERM (or SIGINT) stops taking work: the projector finishes its batch and acks it, the
+relay finishes its window and records its position, then the process exits 0. The health
+endpoint answers 200 only while every component is actually relaying or consuming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import structlog
+from eventsourcing.postgres import PostgresApplicationRecorder
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from consumers.brokers import make_broker
+from consumers.projector import Feed, Projector, subscribe_projector
+from consumers.relay import Relay
+from consumers.streams import BrokerDeadLetterer, EventsDestination, declare_events, make_publisher
+from domain.application import CaseWork
+from jiuzhu.bootstrap import casework
+from jiuzhu.settings import Settings
+from projections.base import read_model_datastore
+from projections.registry import READ_MODELS
+
+__all__ = ["COMPONENTS", "ServeSettings", "Service", "serve"]
+
+log = structlog.get_logger("jiuzhu.serve")
+
+COMPONENTS = ("intake", "relay", "projector")
+
+
+class ServeSettings(BaseSettings):
+    """Settings of the pipeline processes (JIUZHU_* variables, beside Settings)."""
+
+    model_config = SettingsConfigDict(env_prefix="JIUZHU_", extra="ignore")
+
+    events_prefix: str = Field(default="relief.events", description="Subject prefix of events")
+    events_stream: str = Field(
+        default="RELIEF_EVENTS", description="NATS stream / RabbitMQ queue of relief.events"
+    )
+    health_port: int | None = Field(
+        default=8081, description="HTTP port of /health; empty or 0: no endpoint"
+    )
+    relay_window: int = Field(default=500, ge=1, le=4000, description="Events in flight")
+    projector_batch: int = Field(default=500, ge=1, le=5000, description="Events per batch")
+    events_deadletter: str = Field(
+        default="relief.deadletter.events", description="Where undecodable events go"
+    )
+    projector_consumer: str = Field(default="projector-1", description="Redis consumer name")
+
+    def destination(self) -> EventsDestination:
+        """The relief.events destination these settings name."""
+        return EventsDestination(
+            prefix=self.events_prefix,
+            stream=self.events_stream,
+            deadletter=self.events_deadletter,
+        )
+
+
+@dataclass
+class Health:
+    """Each running component's check and figures, served as JSON on /health."""
+
+    checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    figures: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        """Whether all are healthy, and the body to answer with."""
+        components = {
+            name: {"healthy": check(), **self.figures.get(name, dict)()}
+            for name, check in self.checks.items()
+        }
+        healthy = bool(components) and all(c["healthy"] for c in components.values())
+        return healthy, {"healthy": healthy, "components": components}
+
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A minimal HTTP/1.0 answer: 200 when healthy, 503 otherwise, JSON body."""
+        try:
+            request = await asyncio.wait_for(reader.readline(), 5.0)
+            path = request.split()[1].decode() if len(request.split()) > 1 else "/"
+            if path.rstrip("/") in ("/health", ""):
+                healthy, body = self.report()
+                status = "200 OK" if healthy else "503 Service Unavailable"
+            else:
+                status, body = "404 Not Found", {"error": "try /health"}
+            payload = json.dumps(body).encode()
+            writer.write(
+                f"HTTP/1.0 {status}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n".encode()
+                + payload
+            )
+            await writer.drain()
+        except (TimeoutError, ConnectionError, IndexError):
+            pass
+        finally:
+            writer.close()
+
+
+class Service:
+    """The running components of one process, wired from settings; started and stopped once."""
+
+    def __init__(
+        self,
+        components: set[str],
+        *,
+        database_url: str,
+        broker_url: str,
+        settings: Settings,
+        options: ServeSettings,
+    ) -> None:
+        self.components = components
+        self.database_url = database_url
+        self.broker_url = broker_url
+        self.settings = settings
+        self.options = options
+        self.destination = options.destination()
+        self.health = Health()
+        self.stopping = asyncio.Event()
+        self.relay: Relay | None = None
+        self.projector: Projector | None = None
+        self.running: list[asyncio.Task[Any]] = []
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Service:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.stopping.set()
+        try:
+            await asyncio.gather(*self.running, return_exceptions=True)
+        finally:
+            await self._stack.aclose()
+
+    async def _start(self) -> None:
+        settings, stack = self.settings, self._stack
+        app = casework(
+            self.database_url,
+            schema=settings.db_schema,
+            pool_size=settings.pool_size,
+            settings=settings,
+        )
+        stack.callback(app.close)
+        if "projector" in self.components:
+            await self._start_projector(app)
+        if "relay" in self.components:
+            await self._start_relay(app)
+        if "intake" in self.components:
+            self.running.append(
+                await _start_intake(stack, app, self.broker_url, self.health, self.stopping)
+            )
+
+    async def _start_projector(self, app: CaseWork) -> None:
+        stack, destination = self._stack, self.destination
+        broker = make_broker(self.broker_url)
+        datastore = read_model_datastore(
+            self.database_url, schema=self.settings.db_schema, pool_size=len(READ_MODELS) + 1
+        )
+        stack.callback(datastore.close)
+        models = [model_class(datastore) for model_class in READ_MODELS]
+        for model in models:
+            await asyncio.to_thread(model.create_table)
+        self.projector = projector = Projector(
+            app.mapper,
+            models,
+            application_name=app.name,
+            deadletter=BrokerDeadLetterer(broker, destination),
+        )
+        feed = subscribe_projector(
+            broker,
+            destination,
+            projector,
+            batch_size=self.options.projector_batch,
+            consumer=self.options.projector_consumer,
+        )
+        await declare_events(broker, destination)
+        stack.push_async_callback(broker.stop)
+        await feed.recover()
+        await broker.start()
+        await feed.start()
+        stack.push_async_callback(feed.stop)
+        stack.push_async_callback(projector.drain)  # runs first: the batch in hand finishes
+        self.health.checks["projector"] = _projector_check(projector, feed)
+        self.health.figures["projector"] = _projector_figures(projector)
+        # Ends when the projector halts (a failed batch) or the service stops.
+        self.running.append(asyncio.create_task(_first_set(projector.stopping, self.stopping)))
+
+    async def _start_relay(self, app: CaseWork) -> None:
+        broker = make_broker(self.broker_url)
+        await declare_events(broker, self.destination)
+        self._stack.push_async_callback(broker.stop)
+        self.relay = relay = Relay(
+            cast(PostgresApplicationRecorder, app.recorder),
+            make_publisher(broker, self.destination),
+            database_url=self.database_url,
+            destination=self.destination,
+            window=self.options.relay_window,
+        )
+        self.running.append(asyncio.create_task(relay.run(self.stopping)))
+        self.health.checks["relay"] = relay.healthy
+        self.health.figures["relay"] = _relay_figures(relay)
+
+    async def wait(self) -> int:
+        """Until stopping is set or a component ends; the exit status (1: one failed)."""
+        waiting = asyncio.create_task(self.stopping.wait())
+        done, _ = await asyncio.wait([*self.running, waiting], return_when=asyncio.FIRST_COMPLETED)
+        self.stopping.set()
+        status = 0
+        if self.projector is not None and self.projector.stats.halted:
+            status = 1
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("component failed", error=repr(task.exception()))
+                status = 1
+        return status
+
+
+async def serve(
+    components: set[str],
+    *,
+    database_url: str,
+    broker_url: str,
+    settings: Settings,
+    options: ServeSettings,
+) -> int:
+    """Run the components until SIGTERM/SIGINT; the exit status."""
+    service = Service(
+        components,
+        database_url=database_url,
+        broker_url=broker_url,
+        settings=settings,
+        options=options,
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, service.stopping.set)
+    async with service:
+        server = None
+        if options.health_port:
+            server = await asyncio.start_server(
+                service.health.answer, "0.0.0.0", options.health_port
+            )
+        log.info("serving", components=sorted(components), stream=service.destination.stream)
+        status = await service.wait()
+        if server is not None:
+            server.close()
+    log.info("stopped", status=status)
+    return status
+
+
+async def _first_set(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _projector_check(projector: Projector, feed: Feed) -> Callable[[], bool]:
+    def consuming() -> bool:
+        return feed.consuming() and not projector.stopping.is_set()
+
+    return consuming
+
+
+def _projector_figures(projector: Projector) -> Callable[[], dict[str, Any]]:
+    def figures() -> dict[str, Any]:
+        stats = projector.stats
+        return {
+            "applied": stats.applied,
+            "position": stats.position,
+            "dead_lettered": stats.dead_lettered,
+            "failing": stats.failing,
+            "halted": stats.halted,
+        }
+
+    return figures
+
+
+def _relay_figures(relay: Relay) -> Callable[[], dict[str, Any]]:
+    def figures() -> dict[str, Any]:
+        stats = relay.stats
+        return {"position": stats.position, "published": stats.published, "faults": stats.faults}
+
+    return figures
+
+
+async def _start_intake(
+    stack: AsyncExitStack, app: CaseWork, broker_url: str, health: Health, stopping: asyncio.Event
+) -> asyncio.Task[Any]:
+    """The upstream intake, built by consumers.intake.build_intake (owned by its module)."""
+    try:
+        from consumers.intake import build_intake
+    except ImportError as error:
+        raise RuntimeError(
+            "intake is not available: consumers.intake.build_intake is missing"
+        ) from error
+    intake = build_intake(app=app, broker_url=broker_url)
+    broker = intake if hasattr(intake, "start") else intake.broker
+    await broker.start()
+    stack.push_async_callback(broker.stop)
+    health.checks["intake"] = lambda: bool(getattr(broker, "running", True))
+    return asyncio.create_task(stopping.wait())  # intake runs until the service stops
