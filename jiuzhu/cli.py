@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from jiuzhu import cli_audit, cli_case, cli_demo, cli_privacy, cli_replay, cli_report
+from jiuzhu import cli_audit, cli_case, cli_demo, cli_privacy, cli_replay, cli_report, cli_serve
 
 __all__ = ["app", "main"]
 
@@ -22,6 +22,7 @@ app.command("demo")(cli_demo.demo)
 app.command("report")(cli_report.report)
 app.command("replay")(cli_replay.replay_command)
 app.command("rebuild")(cli_replay.rebuild_command)
+app.command("serve")(cli_serve.serve_command)
 # Each tool registers its own command group here, one line each.
 
 

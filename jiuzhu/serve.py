@@ -301,16 +301,20 @@ def _relay_figures(relay: Relay) -> Callable[[], dict[str, Any]]:
 async def _start_intake(
     stack: AsyncExitStack, app: CaseWork, broker_url: str, health: Health, stopping: asyncio.Event
 ) -> asyncio.Task[Any]:
-    """The upstream intake, built by consumers.intake.build_intake (owned by its module)."""
-    try:
-        from consumers.intake import build_intake
-    except ImportError as error:
-        raise RuntimeError(
-            "intake is not available: consumers.intake.build_intake is missing"
-        ) from error
-    intake = build_intake(app=app, broker_url=broker_url)
-    broker = intake if hasattr(intake, "start") else intake.broker
-    await broker.start()
-    stack.push_async_callback(broker.stop)
-    health.checks["intake"] = lambda: bool(getattr(broker, "running", True))
-    return asyncio.create_task(stopping.wait())  # intake runs until the service stops
+    """The upstream intake, as consumers.intake.build_intake wires it (its own module)."""
+    from consumers.intake import IntakeStats, build_intake
+
+    stats = IntakeStats()
+    broker, intake = build_intake(broker_url=broker_url, app=app, stats=stats)
+    await intake.start()  # runs its on_startup hooks (declarations), then the broker
+    stack.push_async_callback(intake.stop)
+    subscribers: list[Any] = list(broker.subscribers)
+
+    def consuming() -> bool:
+        return bool(subscribers) and all(
+            s.running and not any(t.done() for t in getattr(s, "tasks", [])) for s in subscribers
+        )
+
+    health.checks["intake"] = consuming
+    health.figures["intake"] = stats.as_dict
+    return asyncio.create_task(stopping.wait())  # the intake runs until the service stops
