@@ -8,7 +8,6 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -28,20 +27,25 @@ from jiuzhu.audit.publish import publish_checkpoints
 from jiuzhu.audit.signing import key_id, load_public_key, signer_from_settings, signing_key_path
 from jiuzhu.audit.verify import count_rows, verify_log
 from jiuzhu.cli_case import parse_case_id, parse_moment
-from jiuzhu.cli_common import console, err_console, fail, load_settings, print_json, user_errors
+from jiuzhu.cli_common import (
+    ActorOpt,
+    RoleOpt,
+    console,
+    err_console,
+    fail,
+    load_settings,
+    print_json,
+    user_errors,
+    who,
+)
 from jiuzhu.runtime import endpoints, open_casework
 from jiuzhu.settings import Settings
 
-__all__ = ["ActorOpt", "RoleOpt", "Who", "app", "open_audited", "who"]
+__all__ = ["app", "open_audited"]
 
 app = typer.Typer(
     help="Audit trail: histories, exports, tamper-evidence checks.", no_args_is_help=True
 )
-
-ActorOpt = Annotated[
-    str | None, typer.Option("--actor", help="Who runs the command (default JIUZHU_ACTOR)")
-]
-RoleOpt = Annotated[str | None, typer.Option("--role", help="Role acted in (default JIUZHU_ROLE)")]
 
 
 class Format(StrEnum):
@@ -57,23 +61,6 @@ PublicKeysOpt = Annotated[
     list[Path] | None,
     typer.Option("--public-key", help="A trusted Ed25519 public key (PEM); repeatable"),
 ]
-
-
-@dataclass(frozen=True)
-class Who:
-    """The person or system running a command, and the role they act in."""
-
-    actor: str
-    role: str
-
-
-def who(settings: Settings, actor: str | None, role: str | None) -> Who:
-    """Actor and role from the options, else from settings; a one-line error if missing."""
-    actor = actor or settings.actor
-    role = role or settings.role
-    if not actor or not role:
-        raise fail("say who acts: --actor and --role (or JIUZHU_ACTOR and JIUZHU_ROLE)")
-    return Who(actor, role)
 
 
 @contextmanager

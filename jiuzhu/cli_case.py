@@ -10,7 +10,18 @@ import typer
 from rich.table import Table
 
 from domain.case import Case
-from jiuzhu.cli_common import console, fail, load_settings, print_json, user_errors
+from domain.roles import may_read
+from jiuzhu.cli_common import (
+    ActorOpt,
+    RoleOpt,
+    Who,
+    console,
+    fail,
+    load_settings,
+    print_json,
+    user_errors,
+    who,
+)
 from jiuzhu.narrate import CHINA_TIME, case_view, end_of_day, event_row, yuan
 from jiuzhu.runtime import endpoints, open_casework
 
@@ -41,12 +52,17 @@ def parse_moment(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=CHINA_TIME)
 
 
-def _load(case_id: UUID, version: int | None, as_of: datetime | None) -> Case:
+def _load(
+    case_id: UUID, version: int | None, as_of: datetime | None, person: Who
+) -> tuple[Case, bool]:
+    """The case, and whether the person may see its personal data."""
     settings = load_settings()
     with endpoints(settings) as ends, open_casework(settings, ends.database_url) as casework:
+        role = casework.authorise_read(person.actor, person.role, "read_history")
+        personal = may_read(role, "read_personal_data")
         if as_of is not None:
-            return casework.case_as_of(case_id, as_of)
-        return casework.get_case(case_id, version=version)
+            return casework.case_as_of(case_id, as_of), personal
+        return casework.get_case(case_id, version=version), personal
 
 
 @app.command("show")
@@ -58,13 +74,16 @@ def show(
         str | None, typer.Option("--as-of", help="As recorded at a date or date-time")
     ] = None,
     as_json: JsonOpt = False,
+    actor: ActorOpt = None,
+    role: RoleOpt = None,
 ) -> None:
     """Show a case as it stands now, at a version, or as recorded at a date."""
+    person = who(load_settings(), actor, role)
     if version is not None and as_of is not None:
         raise fail("give --version or --as-of, not both")
     moment = parse_moment(as_of) if as_of else None
-    case = _load(parse_case_id(case_id), version, moment)
-    view = case_view(case)
+    case, with_personal = _load(parse_case_id(case_id), version, moment, person)
+    view = case_view(case, with_personal=with_personal)
     if as_json:
         print_json(view)
         return
@@ -73,10 +92,14 @@ def show(
 
 @app.command("history")
 @user_errors
-def history(case_id: CaseIdArg, as_json: JsonOpt = False) -> None:
+def history(
+    case_id: CaseIdArg, as_json: JsonOpt = False, actor: ActorOpt = None, role: RoleOpt = None
+) -> None:
     """Every event of a case in order: who, why, what caused it, when."""
     settings = load_settings()
+    person = who(settings, actor, role)
     with endpoints(settings) as ends, open_casework(settings, ends.database_url) as casework:
+        casework.authorise_read(person.actor, person.role, "read_history")
         rows = [event_row(e) for e in casework.history(parse_case_id(case_id))]
     if as_json:
         print_json(rows)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 from uuid import UUID
 
 import typer
@@ -17,10 +18,26 @@ from rich.console import Console
 from domain.errors import CaseWorkError
 from jiuzhu.settings import Settings
 
-__all__ = ["console", "err_console", "fail", "load_settings", "print_json", "user_errors"]
+__all__ = [
+    "ActorOpt",
+    "RoleOpt",
+    "Who",
+    "console",
+    "err_console",
+    "fail",
+    "load_settings",
+    "print_json",
+    "user_errors",
+    "who",
+]
 
 console = Console()
 err_console = Console(stderr=True)
+
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", help="Who runs the command (default JIUZHU_ACTOR)")
+]
+RoleOpt = Annotated[str | None, typer.Option("--role", help="Role acted in (default JIUZHU_ROLE)")]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,6 +58,23 @@ def load_settings() -> Settings:
             f"JIUZHU_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
         )
         raise fail(f"bad settings: {problems}") from None
+
+
+@dataclass(frozen=True)
+class Who:
+    """The person or system running a command, and the role they act in."""
+
+    actor: str
+    role: str
+
+
+def who(settings: Settings, actor: str | None, role: str | None) -> Who:
+    """Actor and role from the options, else from settings; a one-line error if missing."""
+    actor = actor or settings.actor
+    role = role or settings.role
+    if not actor or not role:
+        raise fail("say who acts: --actor and --role (or JIUZHU_ACTOR and JIUZHU_ROLE)")
+    return Who(actor, role)
 
 
 @contextmanager

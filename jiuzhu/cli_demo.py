@@ -69,4 +69,4 @@ def _print(report: DemoReport) -> None:
         f"verdicts {dict(report.verdicts)}; status {dict(report.status)}"
     )
     for name, case_id in report.stories.items():
-        console.print(f"  story {name}: jiuzhu case history {case_id}")
+        console.print(f"  story {name}: jiuzhu case history {case_id} --actor me --role auditor")

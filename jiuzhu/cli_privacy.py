@@ -8,8 +8,16 @@ from typing import Annotated
 import typer
 from psycopg.sql import SQL
 
-from jiuzhu.cli_audit import ActorOpt, RoleOpt, open_audited, who
-from jiuzhu.cli_common import console, load_settings, print_json, user_errors
+from jiuzhu.cli_audit import open_audited
+from jiuzhu.cli_common import (
+    ActorOpt,
+    RoleOpt,
+    console,
+    load_settings,
+    print_json,
+    user_errors,
+    who,
+)
 from jiuzhu.narrate import CHINA_TIME
 
 __all__ = ["app"]

@@ -117,10 +117,12 @@ def event_row(event: Case.Event) -> dict[str, Any]:
     }
 
 
-def case_view(case: Case) -> dict[str, Any]:
-    """A case's state as a plain mapping for tables and JSON."""
-    personal = dict(case.personal)
-    if personal.get("id_card"):
+def case_view(case: Case, *, with_personal: bool = False) -> dict[str, Any]:
+    """A case's state as a plain mapping; personal data only for roles that may read it."""
+    personal = {field: value for field, value in case.personal.items() if value}
+    if not with_personal:
+        personal = dict.fromkeys(personal, "[redacted]")
+    elif personal.get("id_card"):
         personal["id_card"] = mask_id_card(personal["id_card"])
     return {
         "case_id": case.id,

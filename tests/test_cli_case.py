@@ -20,6 +20,8 @@ pytestmark = pytest.mark.postgres
 def runner(pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setenv("JIUZHU_DATABASE_URL", DATABASE_URL)
     monkeypatch.setenv("JIUZHU_DB_SCHEMA", pg_schema)
+    monkeypatch.setenv("JIUZHU_ACTOR", "auditor-7")
+    monkeypatch.setenv("JIUZHU_ROLE", "auditor")
     return CliRunner()
 
 
@@ -37,6 +39,20 @@ def test_case_show_json_reports_the_current_state(runner: CliRunner, paid_case: 
     assert shown["status"] == "enrolled"
     assert shown["paid_total_fen"] == 50000
     assert shown["personal"]["id_card"] == "6105**********1234"
+
+
+def test_analysts_see_a_case_without_its_personal_data(runner: CliRunner, paid_case: UUID) -> None:
+    result = runner.invoke(cli, ["case", "show", str(paid_case), "--json", "--role", "analyst"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["personal"] == {"name": "[redacted]", "id_card": "[redacted]"}
+    assert "610523198001011234" not in result.stdout
+
+
+def test_reading_a_case_needs_a_known_role(runner: CliRunner, paid_case: UUID) -> None:
+    result = runner.invoke(cli, ["case", "history", str(paid_case), "--role", "visitor"])
+    assert result.exit_code == 1
+    assert "visitor" in result.stderr
 
 
 def test_case_show_at_a_version_travels_back(runner: CliRunner, paid_case: UUID) -> None:
