@@ -12,6 +12,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 from uuid import UUID
 
 import typer
+from eventsourcing.persistence import IntegrityError
 from pydantic import ValidationError
 from rich.console import Console
 
@@ -83,6 +84,9 @@ def _user_errors() -> Iterator[None]:
         yield
     except CaseWorkError as error:
         raise fail(str(error)) from None
+    except IntegrityError:
+        # Another writer saved the same case first (optimistic concurrency): nothing was written.
+        raise fail("the case changed meanwhile; nothing was saved, try again") from None
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
