@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
@@ -27,6 +28,8 @@ from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.message import RabbitMessage
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.parser.binary import BinaryMessageFormatV1
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from consumers.brokers import AnyBroker
 from consumers.event_messages import UndecodableEventError, decode
@@ -207,28 +210,97 @@ async def _settle(projector: Projector, batch: Sequence[Incoming]) -> bool:
     return True
 
 
+class NatsFeed(Feed):
+    """A durable JetStream pull consumer, a batch at a time, acked after the commit.
+
+    Messages the broker handed to a fetch that gave up (or to a killed predecessor) come
+    back only after ack_wait, while newer ones flow at once: applied first, those would
+    make the late ones look already applied. So the feed checks that stream sequences
+    follow on, and on a gap restarts the durable consumer at the first missing one.
+    """
+
+    def __init__(
+        self,
+        projector: Projector,
+        subscriber: Any,
+        broker: NatsBroker,
+        destination: EventsDestination,
+        config: ConsumerConfig,
+    ) -> None:
+        super().__init__(projector, subscriber)
+        self.broker = broker
+        self.destination = destination
+        self.config = config
+        self.expected: int | None = None  # stream sequence of the next message to apply
+
+    async def recover(self) -> None:
+        js = self.broker.config.connection_state.stream
+        stream, durable = self.destination.stream, self.destination.durable
+        try:
+            floor = (await js.consumer_info(stream, durable)).ack_floor.stream_seq or 0
+        except NotFoundError:
+            floor = (await js.stream_info(stream)).state.first_seq - 1
+        await self._restart_at(max(floor, 0) + 1)
+
+    async def _restart_at(self, sequence: int) -> None:
+        """Recreate the durable consumer so that delivery resumes, in order, at a sequence."""
+        js = self.broker.config.connection_state.stream
+        stream, durable = self.destination.stream, self.destination.durable
+        with suppress(NotFoundError):
+            await js.delete_consumer(stream, durable)
+        config = replace(
+            self.config,
+            durable_name=durable,
+            name=durable,
+            filter_subject=self.destination.nats_subjects[0],
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=sequence,
+        )
+        await js.add_consumer(stream, config=config)
+        log.info("durable consumer (re)started", stream_sequence=sequence)
+        self.expected = sequence
+
+    async def take(self, message: NatsBatchMessage) -> None:
+        """A fetched batch: applied and acked if it follows on, else a restart at the gap."""
+        raw = message.raw_message
+        first, last = raw[0].metadata.sequence.stream, raw[-1].metadata.sequence.stream
+        if self.expected is not None and first > self.expected:
+            js = self.broker.config.connection_state.stream
+            oldest = (await js.stream_info(self.destination.stream)).state.first_seq
+            if oldest <= self.expected:
+                log.warning("gap in delivery", expected=self.expected, got=first)
+                await self._restart_at(self.expected)  # the old deliveries die with it
+                return
+            # The stream's limits removed them: nothing to wait for; say so loudly.
+            log.error("stream no longer holds events", missing_from=self.expected, got=first)
+        if await _settle(self.projector, [(m.headers or {}, m.data) for m in raw]):
+            await message.ack()
+            self.expected = max(self.expected or 0, last + 1)
+        else:
+            await message.nack(delay=RETRY_SECONDS)
+
+
 def _nats_feed(
     broker: NatsBroker, destination: EventsDestination, projector: Projector, batch_size: int
 ) -> Feed:
+    config = ConsumerConfig(ack_wait=30, max_ack_pending=batch_size * 4)
     subscriber = broker.subscriber(
-        f"{destination.prefix}.>",
+        destination.nats_subjects[0],
         stream=destination.jstream(),
         durable=destination.durable,
-        pull_sub=PullSub(batch_size, timeout=1.0, batch=True),
-        config=ConsumerConfig(ack_wait=60, max_ack_pending=batch_size * 4),
+        # A short fetch timeout: FastStream waits for a full batch until it passes.
+        pull_sub=PullSub(batch_size, timeout=0.05, batch=True),
+        config=config,
         ack_policy=AckPolicy.MANUAL,  # acked after the read models commit, never before
     )
+    feed = NatsFeed(projector, subscriber, broker, destination, config)
 
     @subscriber
     async def relief_events(message: Annotated[NatsBatchMessage, Context("message")]) -> None:
         """relief.events in order, a batch at a time, acked once the read models committed."""
-        batch = [(m.headers or {}, m.data) for m in message.raw_message]
-        if await _settle(projector, batch):
-            await message.ack()
-        else:
-            await message.nack(delay=RETRY_SECONDS)
+        await feed.take(message)
 
-    return Feed(projector, subscriber)
+    return feed
 
 
 def _redis_entry(entry: Mapping[bytes, bytes]) -> Incoming:
