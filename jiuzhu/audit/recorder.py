@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -15,15 +16,17 @@ from eventsourcing.postgres import (
 )
 from psycopg import Cursor
 from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
 
-from jiuzhu.audit.chain import GENESIS, event_hash, running_hash
+from jiuzhu.audit.chain import GENESIS, chain_events
 from jiuzhu.audit.checkpoints import insert_checkpoint
 from jiuzhu.audit.signing import Signer
 from jiuzhu.audit.tables import AuditTables
 
 __all__ = ["ChainedApplicationRecorder", "ChainedProcessRecorder", "InsertHook"]
 
-# Runs inside the insert transaction after the events and their chain rows are written.
+# Runs inside the insert transaction: `before_insert` hooks after the events table lock and
+# before the events; `hooks` after the events and their chain rows are written.
 InsertHook = Callable[[Cursor[DictRow], Sequence[StoredEvent]], None]
 
 _CORRELATION = b'"correlation_id"'
@@ -56,6 +59,7 @@ class _Chaining(_Base):
         *,
         signer: Signer | None = None,
         checkpoint_every: int = 0,
+        before_insert: Sequence[InsertHook] = (),
         hooks: Sequence[InsertHook] = (),
         **kwargs: Any,
     ) -> None:
@@ -66,21 +70,37 @@ class _Chaining(_Base):
         self.sql_create_statements.extend(self.audit.ddl())
         self.signer = signer
         self.checkpoint_every = checkpoint_every
+        self.before_insert = list(before_insert)
         self.hooks = list(hooks)
+        # The library's statement with the rows sent as four binary arrays, not one text
+        # array of its composite type: psycopg would quote every field and bytea in Python
+        # and the server parse it back (~3x the insert), and even a binary composite array
+        # is dumped row by row in Python. Ids come back in input order, as the library expects.
+        self.insert_events_statement = SQL(
+            "INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, state)"
+            " SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[])"
+            " RETURNING notification_id"
+        ).format(
+            schema=Identifier(datastore.schema),
+            table=Identifier(self.events_table_name),
+            id_type=Identifier(datastore.originator_id_type),
+        )
+        # The heads query of the insert in progress on this thread, read after the insert.
+        self._heads = threading.local()
         self._select_heads = self.audit.sql(
             "(SELECT notification_id, NULL::{id_type} AS originator_id, running_hash AS hash"
             " FROM {chain} ORDER BY notification_id DESC LIMIT 1)"
             " UNION ALL"
             " SELECT h.notification_id, h.originator_id, h.hash"
-            " FROM unnest(%s::{id_type}[]) AS o(id) CROSS JOIN LATERAL"
+            " FROM unnest(%b::{id_type}[]) AS o(id) CROSS JOIN LATERAL"
             " (SELECT notification_id, originator_id, hash FROM {chain}"
             "  WHERE originator_id = o.id ORDER BY notification_id DESC LIMIT 1) AS h"
         )
         self._insert_chain = self.audit.sql(
             "INSERT INTO {chain} (notification_id, originator_id, originator_version,"
             " prev_hash, hash, running_hash, correlation_id, causation_id)"
-            " SELECT * FROM unnest(%s::bigint[], %s::{id_type}[], %s::bigint[],"
-            " %s::bytea[], %s::bytea[], %s::bytea[], %s::text[], %s::text[])"
+            " SELECT * FROM unnest(%b::bigint[], %b::{id_type}[], %b::bigint[],"
+            " %b::bytea[], %b::bytea[], %b::bytea[], %b::text[], %b::text[])"
         )
 
     def insert_events(
@@ -91,64 +111,121 @@ class _Chaining(_Base):
             return ids
         except _AbortInsert as abort:
             raise abort.error from None
+        finally:
+            self._heads.cursor = None  # a failed insert never got to read its heads
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        # The library's order (lock, notify, insert), with the before-insert hooks after the
+        # lock and the chain heads queried in the same pipeline: the chain table has none of
+        # these events yet, and the lock keeps the heads current until commit.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        for hook in self.before_insert:
+            hook(curs, stored_events)
+        originator_ids = [e.originator_id for e in stored_events]
+        curs.execute(
+            self.insert_events_statement,
+            (
+                originator_ids,
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+            prepare=True,
+        )
+        heads = curs.connection.cursor()
+        heads.execute(self._select_heads, (list(set(originator_ids)),), prepare=True)
+        self._heads.cursor = heads
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        if ids:
-            try:
-                self._chain(curs, stored_events, ids)
-            except Exception as error:
-                raise _AbortInsert(error) from error
+        heads: Cursor[DictRow] | None = getattr(self._heads, "cursor", None)
+        self._heads.cursor = None
+        try:
+            ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+            if ids:
+                try:
+                    if heads is None:
+                        raise RuntimeError("the chain heads were not queried with the insert")
+                    self._chain(curs, heads, stored_events, ids)
+                except Exception as error:
+                    raise _AbortInsert(error) from error
+        finally:
+            if heads is not None:
+                heads.close()
         return ids
 
     def _chain(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], ids: Sequence[int]
+        self,
+        curs: Cursor[DictRow],
+        heads_cursor: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        ids: Sequence[int],
     ) -> None:
-        # The events table lock is held: the heads read here are the latest committed.
-        originators = list({e.originator_id for e in stored_events})
-        curs.execute(self._select_heads, (originators,), prepare=True)
         heads: dict[Any, bytes] = {}
         running, last_id = GENESIS, 0
-        for row in curs.fetchall():
+        for row in heads_cursor.fetchall():
             if row["originator_id"] is None:
                 running, last_id = bytes(row["hash"]), row["notification_id"]
             else:
                 heads[row["originator_id"]] = bytes(row["hash"])
-        batch_correlation, batch_causation = _batch_provenance(stored_events)
-        columns: list[list[Any]] = [[] for _ in range(8)]
-        previous_last_id = last_id
-        for notification_id, event in sorted(zip(ids, stored_events, strict=True)):
-            prev = heads.get(event.originator_id, GENESIS)
-            hash_ = event_hash(
-                prev, event.originator_id, event.originator_version, event.topic, event.state
-            )
-            running = running_hash(running, notification_id, hash_)
-            heads[event.originator_id] = hash_
-            correlation, causation = _provenance(event.state)
-            for column, value in zip(
-                columns,
+        # One save() is one command: events without provenance of their own (the household
+        # index, a message receipt) belong to the conversation of the events saved with them.
+        provenance = [_carried_provenance(e) for e in stored_events]
+        batch_correlation, batch_causation = next(
+            (p for p in provenance if p[0] is not None), (None, None)
+        )
+        ordered = sorted(zip(ids, stored_events, provenance, strict=True), key=_first)
+        hashes = list(
+            chain_events(
+                heads,
+                running,
                 (
-                    notification_id,
-                    event.originator_id,
-                    event.originator_version,
-                    prev,
-                    hash_,
-                    running,
-                    correlation or batch_correlation,
-                    causation or batch_causation,
+                    (i, e.originator_id, e.originator_version, e.topic, e.state)
+                    for i, e, _ in ordered
                 ),
-                strict=True,
-            ):
-                column.append(value)
-            last_id = notification_id
-        curs.execute(self._insert_chain, columns, prepare=True)
+            )
+        )
+        previous_last_id, last_id = last_id, ordered[-1][0]
+        running = hashes[-1][2]
+        curs.execute(
+            self._insert_chain,
+            (
+                [i for i, _, _ in ordered],
+                [e.originator_id for _, e, _ in ordered],
+                [e.originator_version for _, e, _ in ordered],
+                [h[0] for h in hashes],
+                [h[1] for h in hashes],
+                [h[2] for h in hashes],
+                [p[0] or batch_correlation for _, _, p in ordered],
+                [p[1] or batch_causation for _, _, p in ordered],
+            ),
+            prepare=True,
+        )
         for hook in self.hooks:
             hook(curs, stored_events)
         every = self.checkpoint_every
         if self.signer is not None and every > 0 and last_id // every > previous_last_id // every:
             insert_checkpoint(curs, self.audit, self.signer, last_id, running, datetime.now(UTC))
+
+
+def _first(item: tuple[int, Any, Any]) -> int:
+    return item[0]
+
+
+_UNKNOWN = object()
+
+
+def _carried_provenance(event: StoredEvent) -> tuple[str | None, str | None]:
+    """The ids the mapper carried with the event (jiuzhu.privacy.mapper.MappedEvent), if any."""
+    correlation: Any = getattr(event, "correlation_id", _UNKNOWN)
+    if correlation is _UNKNOWN:
+        return _provenance(event.state)
+    causation: Any = getattr(event, "causation_id", None)
+    return correlation, causation
 
 
 def _provenance(state: bytes) -> tuple[str | None, str | None]:
@@ -166,16 +243,6 @@ def _provenance(state: bytes) -> tuple[str | None, str | None]:
         correlation if isinstance(correlation, str) else None,
         causation if isinstance(causation, str) else None,
     )
-
-
-def _batch_provenance(stored_events: Sequence[StoredEvent]) -> tuple[str | None, str | None]:
-    # One save() is one command: events without provenance of their own (the household
-    # index, a message receipt) belong to the conversation of the events saved with them.
-    for event in stored_events:
-        correlation, causation = _provenance(event.state)
-        if correlation is not None:
-            return correlation, causation
-    return None, None
 
 
 class ChainedApplicationRecorder(_Chaining, PostgresApplicationRecorder):
