@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, Mapper
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.domain import (
+    BaseAggregate,
+    CollectEventsProtocol,
+    DomainEventProtocol,
+    MutableOrImmutableAggregate,
+)
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Recording
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import EnvType
 
 from domain.application import CaseWork
+from domain.household import Household
 from jiuzhu.audit.recorder import ChainedApplicationRecorder
 from jiuzhu.audit.signing import Signer
 from jiuzhu.audit.tables import AuditTables
@@ -76,12 +84,70 @@ class AuditedCaseWork(CaseWork):
             events_table_name=f"{self.name.lower()}_events",
             signer=self.signer,
             checkpoint_every=self._checkpoint_every,
+            before_insert=[self.data_keys.insert_new_keys],
             hooks=[self.data_keys.shred_on_erasure],
         )
         if self._create_tables():
             recorder.create_table()
         return recorder
 
+    def save(
+        self,
+        *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
+        **kwargs: Any,
+    ) -> list[Recording[UUID]]:
+        # The library's Application.save, collecting events without its two runtime
+        # Protocol isinstance checks per aggregate (~27 us each on Python 3.11).
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        _collect_events(processing_event, objs, kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)  # Deprecated (a no-op unless overridden).
+        return recordings
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        # One save seals its events with keys looked up in one query; keys it has to make
+        # are inserted by the recorder in the events' own transaction, not one by one before.
+        mapper = self.mapper
+        assert isinstance(mapper, PersonalDataMapper)
+        with mapper.sealing(processing_event.events) as keys:
+            recordings = super()._record(processing_event)
+        erased = {
+            e.household_id
+            for e in processing_event.events
+            if isinstance(e, Household.PersonalDataErased)
+        }
+        self.data_keys.stored(k for k in keys.new if k.household_id not in erased)
+        return recordings
+
     def _create_tables(self) -> bool:
         factory: Any = self.factory
         return bool(factory.env_create_table())
+
+
+# Aggregate classes whose instances the library's protocol checks treat as aggregates.
+_AGGREGATE_TYPES: set[type] = set()
+
+
+def _collect_events(
+    processing_event: ProcessingEvent[UUID],
+    objs: tuple[MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    """ProcessingEvent.collect_events, with each aggregate class's protocol checks done once."""
+    for obj in objs:
+        kind = type(obj)
+        if kind not in _AGGREGATE_TYPES:
+            if not (
+                isinstance(obj, BaseAggregate)
+                and not isinstance(obj, DomainEventProtocol)
+                and isinstance(obj, CollectEventsProtocol)
+            ):
+                processing_event.collect_events(obj)
+                continue
+            _AGGREGATE_TYPES.add(kind)
+        aggregate: Any = obj
+        processing_event.events.extend(aggregate.collect_events())
+        processing_event.aggregates[aggregate.id] = aggregate
+    processing_event.saved_kwargs.update(kwargs)
