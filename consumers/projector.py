@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
+import nats.errors
 import psycopg
 import structlog
 from eventsourcing.persistence import Mapper
@@ -233,6 +234,11 @@ class NatsFeed(Feed):
         self.config = config
         self.expected: int | None = None  # stream sequence of the next message to apply
 
+    async def start(self) -> None:
+        subscription = getattr(self.subscriber, "subscription", None)
+        if subscription is not None:
+            _fetch_times_out_as_nats(subscription)
+
     async def recover(self) -> None:
         js = self.broker.config.connection_state.stream
         stream, durable = self.destination.stream, self.destination.durable
@@ -278,6 +284,27 @@ class NatsFeed(Feed):
             self.expected = max(self.expected or 0, last + 1)
         else:
             await message.nack(delay=RETRY_SECONDS)
+
+
+def _fetch_times_out_as_nats(subscription: Any) -> None:
+    """Make a pull subscription's fetch raise nats' TimeoutError, never a bare one.
+
+    nats-py 2.16 raises a plain asyncio.TimeoutError when a fetch's deadline passes during
+    its first probe; FastStream 0.7.8 only catches nats.errors.TimeoutError there, so its
+    fetch task died with a partial batch in hand: those messages came back only after
+    ack_wait (30 s), stalling the projector and forcing a consumer restart at the gap.
+    """
+    fetch = subscription.fetch
+
+    async def fetch_or_nats_timeout(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fetch(*args, **kwargs)
+        except nats.errors.TimeoutError:
+            raise
+        except TimeoutError as error:
+            raise nats.errors.TimeoutError from error
+
+    subscription.fetch = fetch_or_nats_timeout
 
 
 def _nats_feed(

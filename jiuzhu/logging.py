@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "quiet_access_log"]
 
 
 def configure_logging(json: bool | None = None, *, level: int = logging.INFO) -> None:
@@ -54,3 +54,12 @@ def configure_logging(json: bool | None = None, *, level: int = logging.INFO) ->
     # Replace, not add: configuring twice must not print every line twice.
     root.handlers = [handler]
     root.setLevel(level)
+
+
+def quiet_access_log(broker: Any) -> None:
+    """Log a FastStream broker's per-message lines (Received, Processed) at DEBUG.
+
+    FastStream logs two INFO lines per message or batch on its own stdout handler; at
+    thousands of events a second that is noise and CPU. Errors stay at ERROR.
+    """
+    broker.config.logger.log_level = logging.DEBUG

@@ -26,6 +26,7 @@ from consumers.relay import Relay
 from consumers.streams import BrokerDeadLetterer, EventsDestination, declare_events, make_publisher
 from domain.application import CaseWork
 from jiuzhu.bootstrap import casework
+from jiuzhu.logging import quiet_access_log
 from jiuzhu.settings import Settings
 from projections.base import read_model_datastore
 from projections.registry import READ_MODELS
@@ -55,6 +56,21 @@ class ServeSettings(BaseSettings):
         default="relief.deadletter.events", description="Where undecodable events go"
     )
     projector_consumer: str = Field(default="projector-1", description="Redis consumer name")
+    upstream_prefix: str = Field(
+        default="relief.upstream", description="Subject prefix upstream systems publish on"
+    )
+    upstream_stream: str = Field(
+        default="RELIEF_UPSTREAM", description="NATS stream / RabbitMQ queue of the intake"
+    )
+    upstream_deadletter: str = Field(
+        default="relief.deadletter.upstream", description="Where bad upstream messages go"
+    )
+    upstream_durable: str = Field(
+        default="jiuzhu-intake", description="The intake's durable consumer / consumer group"
+    )
+    intake_retry_delay: float = Field(
+        default=5.0, gt=0, le=300, description="Seconds before a transient fault is retried"
+    )
 
     def destination(self) -> EventsDestination:
         """The relief.events destination these settings name."""
@@ -159,12 +175,15 @@ class Service:
             await self._start_relay(app)
         if "intake" in self.components:
             self.running.append(
-                await _start_intake(stack, app, self.broker_url, self.health, self.stopping)
+                await _start_intake(
+                    stack, app, self.broker_url, self.health, self.stopping, self.options
+                )
             )
 
     async def _start_projector(self, app: CaseWork) -> None:
         stack, destination = self._stack, self.destination
         broker = make_broker(self.broker_url)
+        quiet_access_log(broker)
         datastore = read_model_datastore(
             self.database_url, schema=self.settings.db_schema, pool_size=len(READ_MODELS) + 1
         )
@@ -199,6 +218,7 @@ class Service:
 
     async def _start_relay(self, app: CaseWork) -> None:
         broker = make_broker(self.broker_url)
+        quiet_access_log(broker)
         await declare_events(broker, self.destination)
         self._stack.push_async_callback(broker.stop)
         self.relay = relay = Relay(
@@ -299,13 +319,28 @@ def _relay_figures(relay: Relay) -> Callable[[], dict[str, Any]]:
 
 
 async def _start_intake(
-    stack: AsyncExitStack, app: CaseWork, broker_url: str, health: Health, stopping: asyncio.Event
+    stack: AsyncExitStack,
+    app: CaseWork,
+    broker_url: str,
+    health: Health,
+    stopping: asyncio.Event,
+    options: ServeSettings,
 ) -> asyncio.Task[Any]:
     """The upstream intake, as consumers.intake.build_intake wires it (its own module)."""
     from consumers.intake import IntakeStats, build_intake
 
     stats = IntakeStats()
-    broker, intake = build_intake(broker_url=broker_url, app=app, stats=stats)
+    broker, intake = build_intake(
+        broker_url=broker_url,
+        app=app,
+        subject_prefix=options.upstream_prefix,
+        deadletter_subject=options.upstream_deadletter,
+        stream=options.upstream_stream,
+        durable=options.upstream_durable,
+        retry_delay=options.intake_retry_delay,
+        stats=stats,
+    )
+    quiet_access_log(broker)
     await intake.start()  # runs its on_startup hooks (declarations), then the broker
     stack.push_async_callback(intake.stop)
     subscribers: list[Any] = list(broker.subscribers)
