@@ -71,8 +71,6 @@ class ReadModel(PostgresTrackingRecorder):
         Events at or below the position were applied before (a redelivery): they are
         skipped, so a batch delivered twice changes nothing. Returns how many applied.
         """
-        applied = 0
-        last = 0
         with self.datastore.transaction(commit=True) as curs:
             # Rows and tracking commit together: a commit lost in a crash is simply redone.
             curs.execute("SET LOCAL synchronous_commit = off")
@@ -80,12 +78,7 @@ class ReadModel(PostgresTrackingRecorder):
             row = curs.fetchone()
             position = (row["max"] if row else None) or 0
             self.begin_batch()
-            for event, notification_id in events:
-                if notification_id <= position or notification_id <= last:
-                    continue
-                self.process_event(event, curs)
-                last = notification_id
-                applied += 1
+            applied, last = self.process_batch(events, position, curs)
             if applied:
                 self.flush_batch(curs)
                 self._insert_tracking(curs, Tracking(application_name, last))
@@ -93,6 +86,23 @@ class ReadModel(PostgresTrackingRecorder):
 
     def begin_batch(self) -> None:
         """Hook: a batch starts (read models that buffer rows in memory reset here)."""
+
+    def process_batch(
+        self, events: Iterable[Positioned], position: int, curs: Cursor[DictRow]
+    ) -> tuple[int, int]:
+        """Hook: process a batch's events after `position`, in order: (how many, last id).
+
+        The default calls process_event for each new event; a read model that only
+        collects events may override it to do that in one pass.
+        """
+        applied = last = 0
+        for event, notification_id in events:
+            if notification_id <= position or notification_id <= last:
+                continue
+            self.process_event(event, curs)
+            last = notification_id
+            applied += 1
+        return applied, last
 
     def flush_batch(self, curs: Cursor[DictRow]) -> None:
         """Hook: write rows buffered during the batch, before its tracking record.

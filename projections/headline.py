@@ -82,11 +82,11 @@ class Headline(FoldingReadModel):
         "temporary_relief_fen bigint NOT NULL, PRIMARY KEY (region, month))",
     )
 
-    def process_event(self, event: object, curs: Cursor[DictRow]) -> None:
-        """Only temporary relief payments matter here: skip the monthly ones early."""
-        if type(event) is Case.Paid and event.programme != TEMPORARY_RELIEF:
-            return
-        super().process_event(event, curs)
+    # Only temporary relief payments matter here: monthly ones are not even loaded for.
+    filtered: ClassVar = frozenset({Case.Paid})
+
+    def keeps(self, event: Case.Paid) -> bool:
+        return event.programme == TEMPORARY_RELIEF
 
     def _add(self, batch: Batch, event: Case.Event, region: str, **flows: int) -> None:
         batch.add(

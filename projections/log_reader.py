@@ -13,10 +13,11 @@ their last position so the tracking record still moves to the end of the batch.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from functools import singledispatchmethod
 from inspect import getattr_static
-from typing import Any
+from typing import Any, ClassVar, get_origin, get_type_hints
 from uuid import UUID
 
 import orjson
@@ -55,6 +56,35 @@ def _decodes_like_the_library(mapper: type[Mapper[Any]]) -> bool:
     return mapper.to_domain_event is Mapper.to_domain_event or topic in _PERSONAL_ONLY_MAPPERS
 
 
+# Set from the notification itself, never from the stored state.
+_SET = frozenset({"originator_id", "originator_version"})
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Which fields of an event class hold transcoded values, from its annotations."""
+
+    versioned: bool
+    plain: frozenset[str]  # every declared field
+    scalars: tuple[str, ...]  # datetime, date, UUID: stored as {"_type_", "_data_"}
+    containers: tuple[str, ...]  # dicts, lists, anything else: revived recursively
+
+    @classmethod
+    def of(cls, event_class: type) -> _Plan:
+        versioned = getattr(event_class, "class_version", 1) != 1
+        try:
+            hints = get_type_hints(event_class)
+        except Exception:  # unresolvable annotations: look at every value instead
+            return cls(versioned, frozenset(), (), ())
+        scalars: list[str] = []
+        containers: list[str] = []
+        for name, hint in hints.items():
+            if hint in (str, int, bool, float) or get_origin(hint) is ClassVar or name in _SET:
+                continue
+            (scalars if hint in (datetime, date, UUID) else containers).append(name)
+        return cls(versioned, frozenset(hints), tuple(scalars), tuple(containers))
+
+
 class LogReader:
     """Batches of (domain event, notification id) from the log, decoding only wanted topics."""
 
@@ -84,7 +114,7 @@ class LogReader:
             name: datetime.fromisoformat if type(t) is DatetimeAsISO else t.decode
             for name, t in self._transcodings.items()
         }
-        self._versioned: dict[type, bool] = {}
+        self._plans: dict[type, _Plan] = {}
 
     def event_class(self, topic: str) -> type | None:
         """The class of a topic if some read model handles it, else None."""
@@ -111,7 +141,7 @@ class LogReader:
         with datastore.get_connection() as conn, conn.transaction():
             cursor = conn.cursor(name="jiuzhu_log_scan", row_factory=tuple_row)
             cursor.itersize = batch_size
-            cursor.execute(statement, (after, limit))
+            cursor.execute(statement, (after, limit), binary=True)
             while rows := cursor.fetchmany(batch_size):
                 yield self._decode(rows), len(rows)
             cursor.close()
@@ -144,25 +174,32 @@ class LogReader:
     def _decode_fast(
         self, cls: type, originator_id: UUID, version: int, topic: str, state: bytes
     ) -> Any:
-        versioned = self._versioned.get(cls)
-        if versioned is None:
-            versioned = self._versioned[cls] = getattr(cls, "class_version", 1) != 1
-        if versioned:
+        plan = self._plans.get(cls)
+        if plan is None:
+            plan = self._plans[cls] = _Plan.of(cls)
+        if plan.versioned:
             # Upcasting is the mapper's business: leave versioned events to it.
             return self._decode_mapper(cls, originator_id, version, topic, state)
         values: dict[str, Any] = orjson.loads(state)
-        scalars = self._scalars
-        for key, value in values.items():
-            if type(value) is dict:
-                data = value.get("_data_")
-                if len(value) == 2 and type(data) is str and "_type_" in value:
-                    values[key] = scalars[value["_type_"]](data)  # a datetime, a date, a UUID
-                else:
+        if values.keys() <= plan.plain:  # str, int, bool fields left as they are
+            scalars = self._scalars
+            for key in plan.scalars:  # datetime, date, UUID fields: one transcoded value
+                value = values.get(key)
+                if type(value) is dict:
+                    data = value["_data_"]
+                    values[key] = (
+                        scalars[value["_type_"]](data) if type(data) is str else self._revive(value)
+                    )
+            for key in plan.containers:
+                value = values.get(key)
+                if type(value) is dict or type(value) is list:
                     values[key] = self._revive(value)
-            elif type(value) is list:
-                values[key] = self._revive(value)
-        if "class_version" in values:
-            return self._decode_mapper(cls, originator_id, version, topic, state)
+        else:  # fields the class does not declare: look at every value
+            for key, value in values.items():
+                if type(value) is dict or type(value) is list:
+                    values[key] = self._revive(value)
+            if "class_version" in values:
+                return self._decode_mapper(cls, originator_id, version, topic, state)
         values["originator_id"] = originator_id
         values["originator_version"] = version
         event: Any = object.__new__(cls)
