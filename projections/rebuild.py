@@ -166,6 +166,19 @@ def _models(
     return [cls(datastore) for cls in classes]
 
 
+def _set_logged(database_url: str, models: Sequence[ReadModel], logged: bool) -> None:
+    """Scratch tables skip the write-ahead log while they are built; swapped-in ones keep it."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for model in models:
+            for relation in (model.tracking_table_name, *model.tables):
+                conn.execute(
+                    SQL("ALTER TABLE {0} SET {1}").format(
+                        Identifier(model.datastore.schema, relation),
+                        SQL("LOGGED" if logged else "UNLOGGED"),
+                    )
+                )
+
+
 def _close(models: Sequence[ReadModel]) -> None:
     for datastore in {id(m.datastore): m.datastore for m in models}.values():
         datastore.close()
@@ -208,6 +221,7 @@ def replay(
     try:
         for model in scratch:
             model.create_table()
+        _set_logged(database_url, scratch, logged=False)  # dropped afterwards anyway
         with psycopg.connect(database_url, autocommit=True) as conn:
             for _ in range(attempts):
                 # Compare in one snapshot, at the positions the live tables have in it.
@@ -260,7 +274,9 @@ def rebuild(
     try:
         for model in (*scratch, *live):
             model.create_table()
+        _set_logged(database_url, scratch, logged=False)
         feed(scratch, app, batch_size=batch_size, progress=progress)
+        _set_logged(database_url, scratch, logged=True)
         with psycopg.connect(database_url) as conn:
             conn.execute(SQL("SET lock_timeout = {0}").format(f"{lock_timeout_s}s"))
             # The tracking table first: the projector reads it first in every transaction.
