@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,7 +50,14 @@ def broker_kind(url: str) -> BrokerKind:
 
 
 def make_broker(url: str, **options: Any) -> AnyBroker:
-    """A FastStream broker for a URL (not connected: connecting happens at start)."""
+    """A FastStream broker for a URL (not connected: connecting happens at start).
+
+    FastStream's own access logger writes a line per message to stdout, which would mix
+    with command output (`--json`): route its lines through our logging (stderr,
+    structlog) and at DEBUG, so a busy pipeline logs what matters, not every message.
+    """
+    options.setdefault("logger", logging.getLogger("jiuzhu.broker"))
+    options.setdefault("log_level", logging.DEBUG)
     kind = broker_kind(url)
     if kind is BrokerKind.NATS:
         return NatsBroker(url, **options)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+from contextlib import ExitStack, closing
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from jiuzhu.cli_common import console, load_settings, print_json, user_errors
+from consumers.brokers import BrokerKind, broker_kind
+from domain.application import CaseWork
+from jiuzhu.cli_common import console, fail, load_settings, print_json, user_errors
 from jiuzhu.demo import FUNNEL, DemoReport, run_demo
+from jiuzhu.demo_pipeline import running_pipeline
+from jiuzhu.demo_upstream import Upstream
+from jiuzhu.logging import configure_logging
 from jiuzhu.narrate import yuan
 from jiuzhu.runtime import endpoints, open_casework
 
@@ -23,28 +30,62 @@ def demo(
     ] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic households")] = 2023,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
+    direct: Annotated[
+        bool, typer.Option("--direct", help="Call CaseWork directly instead of via the broker")
+    ] = False,
 ) -> None:
-    """Run the seed's three stories and N synthetic households; print the funnel and totals."""
-    settings = load_settings()
-    with (
-        endpoints(settings) as ends,
-        open_casework(settings, ends.database_url) as app,
-        Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=as_json,
-        ) as bar,
-    ):
-        task = bar.add_task("recording cases", total=households + 3)
-        report = run_demo(app, households, seed=seed, progress=lambda n: bar.advance(task, n))
+    """Run the seed's three stories and N synthetic households; print the funnel and totals.
+
+    By default the demo runs the whole pipeline: upstream systems publish alerts,
+    applications, visit reports and payments on the broker, the intake turns them into
+    events, the relay and projector carry the events into the case_status read model.
+    """
+    # The storytellers run concurrently: give each a connection of its own.
+    settings = load_settings().model_copy(update={"pool_size": 12})
+    # The demo prints its own report: the pipeline's per-message logs would drown it.
+    configure_logging(settings.log_json, level=logging.WARNING)
+    for noisy in ("faststream", "faststream.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    with ExitStack() as stack:
+        ends = stack.enter_context(endpoints(settings, broker=not direct))
+        app = stack.enter_context(open_casework(settings, ends.database_url))
+        upstream, pipeline = None, None
+        if not direct:
+            assert ends.broker_url is not None
+            if broker_kind(ends.broker_url) is not BrokerKind.NATS:
+                raise fail("the demo's upstream systems publish on NATS: use nats:// or --direct")
+            pipeline = stack.enter_context(
+                running_pipeline(
+                    database_url=ends.database_url, broker_url=ends.broker_url, settings=settings
+                )
+            )
+            upstream = stack.enter_context(closing(Upstream(ends.broker_url, app)))
+        report = _record(app, households, seed, upstream, quiet=as_json)
+        if pipeline is not None:
+            pipeline.caught_up(app)
+            report.read_model = pipeline.case_status_totals(report.case_ids)
     if as_json:
         print_json(report.as_json())
     else:
         _print(report)
+
+
+def _record(
+    app: CaseWork, households: int, seed: int, upstream: Upstream | None, *, quiet: bool
+) -> DemoReport:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=quiet,
+    ) as bar:
+        task = bar.add_task("recording cases", total=households + 3)
+        return run_demo(
+            app, households, seed=seed, upstream=upstream, progress=lambda n: bar.advance(task, n)
+        )
 
 
 def _print(report: DemoReport) -> None:
@@ -64,6 +105,13 @@ def _print(report: DemoReport) -> None:
         money.add_row(programme, yuan(fen))
     money.add_row("[bold]total", f"[bold]{yuan(report.paid_total_fen)}")
     console.print(money)
+    if report.read_model:
+        console.print(
+            f"Through the broker: {report.upstream_messages:,} upstream messages; read model "
+            f"case_status: {report.read_model['cases']:,} cases, "
+            f"{report.read_model['enrolled']:,} enrolled, "
+            f"{yuan(report.read_model['paid_total_fen'])} paid"
+        )
     console.print(
         f"{report.households + len(report.stories):,} cases, {report.events:,} events recorded; "
         f"verdicts {dict(report.verdicts)}; status {dict(report.status)}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid4
@@ -12,6 +13,7 @@ from uuid import UUID, uuid4
 from domain.application import CaseWork
 from jiuzhu.demo_stories import STORIES
 from jiuzhu.demo_synthetic import synthetic_household
+from jiuzhu.demo_upstream import Upstream
 
 __all__ = ["DemoReport", "run_demo"]
 
@@ -30,6 +32,9 @@ class DemoReport:
     status: Counter[str] = field(default_factory=Counter)
     paid_fen_by_programme: Counter[str] = field(default_factory=Counter)
     paid_total_fen: int = 0
+    upstream_messages: int = 0
+    read_model: dict[str, int] = field(default_factory=dict)
+    case_ids: list[UUID] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """The report as plain JSON data."""
@@ -42,6 +47,8 @@ class DemoReport:
             "status": dict(self.status),
             "paid_fen_by_programme": dict(self.paid_fen_by_programme),
             "paid_total_fen": self.paid_total_fen,
+            "upstream_messages": self.upstream_messages,
+            "read_model": self.read_model,
         }
 
 
@@ -51,18 +58,32 @@ def run_demo(
     *,
     seed: int = 2023,
     progress: Callable[[int], None] = lambda _: None,
+    upstream: Upstream | None = None,
+    workers: int = 8,
 ) -> DemoReport:
-    """Record the stories and the synthetic households; tally what the event store now says."""
+    """Record the stories and the synthetic households; tally what the event store now says.
+
+    Households are told concurrently (each story is sequential): with an Upstream, most of
+    a story's time is spent waiting for the intake, which other stories use meanwhile.
+    """
     run = uuid4().hex[:6]  # household ids unique per run: a second demo finds no open cases
     start = app.recorder.max_notification_id() or 0
-    stories = {name: tell(app, run) for name, tell in STORIES.items()}
+    stories = {name: tell(app, run, upstream) for name, tell in STORIES.items()}
     progress(len(stories))
-    rng = random.Random(seed)
-    case_ids = list(stories.values())
-    for number in range(households):
-        case_ids.append(synthetic_household(app, rng, run, number))
+
+    def household(number: int) -> UUID:
+        # Each household draws from its own generator: the same seed tells the same stories
+        # whatever the threads' interleaving.
+        case_id = synthetic_household(
+            app, random.Random(seed * 1_000_003 + number), run, number, upstream
+        )
         progress(1)
-    report = DemoReport(stories=stories, households=households)
+        return case_id
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        case_ids = [*stories.values(), *pool.map(household, range(households))]
+    report = DemoReport(stories=stories, households=households, case_ids=case_ids)
+    report.upstream_messages = upstream.published if upstream else 0
     report.events = (app.recorder.max_notification_id() or 0) - start
     for case_id in case_ids:
         _tally(report, app, case_id)

@@ -3,43 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, time
-from typing import Any
-from uuid import UUID, uuid4
+from datetime import date
+from uuid import UUID
 
 from domain.application import CaseWork
-from jiuzhu.narrate import CHINA_TIME
+from jiuzhu.demo_teller import Teller
+from jiuzhu.demo_upstream import Upstream
 
-__all__ = ["STORIES", "Teller"]
+# A story: told on CaseWork for one demo run, through upstream messages where it can.
+Story = Callable[[CaseWork, str, Upstream | None], UUID]
 
-
-class Teller:
-    """Tells one case's story: each step is a CaseWork command at a business date."""
-
-    def __init__(self, app: CaseWork, case_id: UUID, correlation_id: str) -> None:
-        self.app, self.case_id, self.correlation_id = app, case_id, correlation_id
-
-    def by(self, actor: str, role: str, day: date, reason: str) -> dict[str, Any]:
-        """Provenance of a step on a day, within the story's correlation."""
-        return {
-            "actor": actor,
-            "role": role,
-            "reason": reason,
-            "occurred_at": datetime.combine(day, time(10, 0), CHINA_TIME),
-            "correlation_id": self.correlation_id,
-        }
-
-    def step(self, command: str, by: dict[str, Any], **fields: Any) -> int:
-        """Run one command on the story's case."""
-        method: Callable[[dict[str, Any]], int] = getattr(self.app, command)
-        return method({"case_id": self.case_id, "by": by, **fields})
+__all__ = ["STORIES", "Story"]
 
 
-def dali_county(app: CaseWork, run: str) -> UUID:
+def dali_county(app: CaseWork, run: str, upstream: Upstream | None) -> UUID:
     """Anren town, Dali county: an alert, a visit, consent, rural dibao and 4,000 yuan."""
-    t = Teller(app, uuid4(), f"dali-alert-{run}")
-    t.step(
-        "open_case",
+    t = Teller(app, f"dali-alert-{run}", upstream)
+    t.open(
         t.by(
             "low-income-monitoring-platform",
             "upstream_system",
@@ -63,19 +43,14 @@ def dali_county(app: CaseWork, run: str) -> UUID:
         assignee="anren-township-team",
         due_on=date(2023, 3, 3),
     )
-    t.step(
-        "give_consent",
+    t.visit(
         t.by(
             "anren-township",
             "caseworker",
             date(2023, 2, 24),
-            "household agreed to verification; village committee helps apply",
+            "door-to-door visit; village committee helps the household apply",
         ),
         given_by="head of household",
-    )
-    t.step(
-        "verify",
-        t.by("anren-township", "caseworker", date(2023, 2, 24), "door-to-door visit"),
         verdict="needs_support",
         household_size=3,
         monthly_income_fen=110000,
@@ -124,30 +99,28 @@ def dali_county(app: CaseWork, run: str) -> UUID:
         effective_from=date(2023, 6, 1),
     )
     finance = t.by("dali-finance", "upstream_system", date(2023, 6, 10), "disbursement")
-    t.step(
-        "pay",
+    t.pay(
         finance,
         programme="temporary_relief",
         period="one-off",
         amount_fen=400000,
         payment_ref="DL-TR-2023-0611",
     )
-    t.step(
-        "pay",
+    t.pay(
         finance,
         programme="rural_dibao",
         period="2023-06",
         amount_fen=65000,
         payment_ref="DL-DB-2023-06",
     )
+    t.flush()
     return t.case_id
 
 
-def lianhu_district(app: CaseWork, run: str) -> UUID:
+def lianhu_district(app: CaseWork, run: str, upstream: Upstream | None) -> UUID:
     """Lianhu district: an 84-year-old dibao recipient living alone receives services too."""
-    t = Teller(app, uuid4(), f"lianhu-hall-{run}")
-    t.step(
-        "open_case",
+    t = Teller(app, f"lianhu-hall-{run}", upstream)
+    t.open(
         t.by("lianhu-one-window-hall", "caseworker", date(2023, 1, 5), "application at the hall"),
         household_id=f"HH-610104-ELDER-{run}",
         region="610104",
@@ -155,13 +128,13 @@ def lianhu_district(app: CaseWork, run: str) -> UUID:
         signals=["84 years old, living alone"],
         household_size=1,
         personal={"name": "Li (recipient)", "address": "Lianhu district, Xi'an"},
+        asked=("urban_dibao", "care_services"),
     )
     worker = t.by("lianhu-community", "caseworker", date(2023, 1, 9), "home visit")
     t.step("assign_verification", worker, assignee="lianhu-community", due_on=date(2023, 1, 20))
-    t.step("give_consent", worker, given_by="recipient")
-    t.step(
-        "verify",
+    t.visit(
         worker,
+        given_by="recipient",
         verdict="needs_support",
         household_size=1,
         monthly_income_fen=0,
@@ -191,8 +164,7 @@ def lianhu_district(app: CaseWork, run: str) -> UUID:
     )
     for month in range(2, 8):
         finance = t.by("xian-finance", "upstream_system", date(2023, month, 10), "monthly benefit")
-        t.step(
-            "pay",
+        t.pay(
             finance,
             programme="urban_dibao",
             period=f"2023-{month:02d}",
@@ -212,14 +184,14 @@ def lianhu_district(app: CaseWork, run: str) -> UUID:
             service=service,
             provider="Sunshine Social Work Centre",
         )
+    t.flush()
     return t.case_id
 
 
-def yichuan_county(app: CaseWork, run: str) -> UUID:
+def yichuan_county(app: CaseWork, run: str, upstream: Upstream | None) -> UUID:
     """Yichuan county: one online application, three measures from several departments."""
-    t = Teller(app, uuid4(), f"yichuan-ejiuzhu-{run}")
-    t.step(
-        "open_case",
+    t = Teller(app, f"yichuan-ejiuzhu-{run}", upstream)
+    t.open(
         t.by("e-jiuzhu-online", "upstream_system", date(2023, 4, 3), "online application"),
         household_id=f"HH-610630-APPLE-{run}",
         region="610630",
@@ -227,13 +199,13 @@ def yichuan_county(app: CaseWork, run: str) -> UUID:
         signals=["uraemia, dialysis", "47,000 yuan medical costs, 16,800 self-paid"],
         household_size=4,
         personal={"name": "Zhang (applicant)", "phone": "13900000000"},
+        asked=("rural_dibao",),
     )
     worker = t.by("yichuan-township", "caseworker", date(2023, 4, 6), "door-to-door visit")
     t.step("assign_verification", worker, assignee="yichuan-township", due_on=date(2023, 4, 13))
-    t.step("give_consent", worker, given_by="applicant")
-    t.step(
-        "verify",
+    t.visit(
         worker,
+        given_by="applicant",
         verdict="needs_support",
         household_size=4,
         monthly_income_fen=250000,
@@ -298,8 +270,7 @@ def yichuan_county(app: CaseWork, run: str) -> UUID:
         amount_fen=1000000,
     )
     finance = t.by("yichuan-finance", "upstream_system", date(2023, 5, 10), "disbursement")
-    t.step(
-        "pay",
+    t.pay(
         finance,
         programme="temporary_relief",
         period="one-off",
@@ -307,18 +278,18 @@ def yichuan_county(app: CaseWork, run: str) -> UUID:
         payment_ref="YC-TR-2023-05",
     )
     for month in (5, 6, 7):
-        t.step(
-            "pay",
+        t.pay(
             t.by("yichuan-finance", "upstream_system", date(2023, month, 15), "monthly benefit"),
             programme="rural_dibao",
             period=f"2023-{month:02d}",
             amount_fen=120000,
             payment_ref=f"YC-DB-2023-{month:02d}",
         )
+    t.flush()
     return t.case_id
 
 
-STORIES: dict[str, Callable[[CaseWork, str], UUID]] = {
+STORIES: dict[str, Story] = {
     "dali_county": dali_county,
     "lianhu_district": lianhu_district,
     "yichuan_county": yichuan_county,

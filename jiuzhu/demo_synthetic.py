@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 from datetime import date, timedelta
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from domain.application import CaseWork
-from jiuzhu.demo_stories import Teller
+from jiuzhu.demo_teller import Teller
+from jiuzhu.demo_upstream import Upstream
 
 __all__ = ["REGIONS", "synthetic_household"]
 
@@ -56,16 +57,17 @@ def _months(start: date, end: date) -> list[str]:
     return months
 
 
-def synthetic_household(app: CaseWork, rng: random.Random, run: str, number: int) -> UUID:
+def synthetic_household(
+    app: CaseWork, rng: random.Random, run: str, number: int, upstream: Upstream | None = None
+) -> UUID:
     """Take one synthetic household as far through the workflow as its draw goes."""
     region = rng.choice(list(REGIONS))
     channel = _pick(rng, _CHANNELS)
     size = rng.choice((1, 1, 2, 3, 3, 4, 4, 5, 6))
     found = date(2023, 1, 1) + timedelta(days=rng.randrange(0, 180))
-    t = Teller(app, uuid4(), f"demo-{run}-{number}")
+    t = Teller(app, f"demo-{run}-{number}", upstream)
     source = "low-income-monitoring-platform" if channel == "monitoring_alert" else channel
-    t.step(
-        "open_case",
+    t.open(
         t.by(source, "upstream_system", found, f"{channel.replace('_', ' ')} received"),
         household_id=f"HH-{region}-{run}-{number:06d}",
         region=region,
@@ -73,9 +75,11 @@ def synthetic_household(app: CaseWork, rng: random.Random, run: str, number: int
         signals=rng.sample(_SIGNALS, rng.randint(1, 2)),
         household_size=size,
         personal={"name": f"Household head {number}", "phone": f"139{number:08d}"},
+        asked=(rng.choice(("rural_dibao", "temporary_relief", "medical_relief")),),
     )
     worker = f"{region}-township"
-    if rng.random() < 0.03:  # a fire, a flood: relief first, paperwork after
+    emergency = rng.random() < 0.03
+    if emergency:  # a fire, a flood: relief first, paperwork after
         t.step(
             "grant_emergency_relief",
             t.by(worker, "caseworker", found, "emergency: pay first"),
@@ -83,6 +87,7 @@ def synthetic_household(app: CaseWork, rng: random.Random, run: str, number: int
             amount_fen=rng.randint(5, 30) * 10000,
         )
     if rng.random() < 0.08:  # still waiting for a visit
+        t.flush()
         return t.case_id
     visit = found + timedelta(days=rng.randint(1, 12))
     t.step(
@@ -93,23 +98,18 @@ def synthetic_household(app: CaseWork, rng: random.Random, run: str, number: int
     )
     if rng.random() < 0.06:  # the household declined the visit
         return t.case_id
-    t.step(
-        "give_consent",
-        t.by(worker, "caseworker", visit, "consent at the door"),
-        given_by="head of household",
-    )
     verdict = _pick(rng, _VERDICTS)
     income = (
         rng.randint(0, 40) * 10000 if verdict == "needs_support" else rng.randint(30, 90) * 10000
     )
-    t.step(
-        "verify",
-        t.by(worker, "caseworker", visit, "door-to-door verification"),
+    t.visit(
+        t.by(f"{worker}-team", "caseworker", visit, "door-to-door verification"),
+        given_by="head of household",
         verdict=verdict,
         household_size=size,
         monthly_income_fen=income,
     )
-    if f"EG-{number}" in app.get_case(t.case_id).emergency_grants:
+    if emergency:
         t.step(
             "regularise_emergency_relief",
             t.by(
@@ -132,6 +132,7 @@ def synthetic_household(app: CaseWork, rng: random.Random, run: str, number: int
         )
         return t.case_id
     _support(t, rng, region, worker, visit, size)
+    t.flush()
     return t.case_id
 
 
@@ -197,8 +198,7 @@ def _support(
         )
         for period in periods:
             pay_day = start if period == "one-off" else date.fromisoformat(f"{period}-10")
-            t.step(
-                "pay",
+            t.pay(
                 t.by(f"{region}-finance", "upstream_system", pay_day, "disbursement"),
                 programme=programme,
                 period=period,

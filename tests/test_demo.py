@@ -36,7 +36,9 @@ def test_demo_stories_and_households_reach_the_event_store(app: CaseWork) -> Non
 
 
 @pytest.mark.slow
-def test_demo_runs_on_the_embedded_default_and_stops_it(tmp_path: Path) -> None:
+def test_demo_runs_through_the_broker_on_the_embedded_default_and_stops_it(
+    tmp_path: Path,
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JIUZHU_")}
     env["JIUZHU_DATA_DIR"] = str(tmp_path / "data")
     done = subprocess.run(
@@ -51,6 +53,14 @@ def test_demo_runs_on_the_embedded_default_and_stops_it(tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert set(report["stories"]) == {"dali_county", "lianhu_district", "yichuan_county"}
     assert report["funnel"]["discovered"] == 8
+    # The alerts, applications, visits and payments went through the broker, and the
+    # events came back through the relay and projector into the read model.
+    assert report["upstream_messages"] >= 8
+    assert report["read_model"] == {
+        "cases": 8,
+        "enrolled": report["funnel"]["enrolled"],
+        "paid_total_fen": report["paid_total_fen"],
+    }
     pgdata = tmp_path / "data" / "postgres"
     assert pgdata.is_dir()
     assert not (pgdata / "postmaster.pid").exists(), "the embedded PostgreSQL was stopped"
