@@ -21,7 +21,7 @@ from psycopg.sql import SQL, Identifier
 from jiuzhu.audit.chain import GENESIS, chain_events
 from jiuzhu.audit.checkpoints import insert_checkpoint
 from jiuzhu.audit.signing import Signer
-from jiuzhu.audit.tables import AuditTables
+from jiuzhu.audit.tables import AuditTables, binary_array
 
 __all__ = ["ChainedApplicationRecorder", "ChainedProcessRecorder", "InsertHook"]
 
@@ -75,7 +75,8 @@ class _Chaining(_Base):
         # The library's statement with the rows sent as four binary arrays, not one text
         # array of its composite type: psycopg would quote every field and bytea in Python
         # and the server parse it back (~3x the insert), and even a binary composite array
-        # is dumped row by row in Python. Ids come back in input order, as the library expects.
+        # is dumped row by row in Python (tables.binary_array). Ids come back in input
+        # order, as the library expects.
         self.insert_events_statement = SQL(
             "INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, state)"
             " SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[])"
@@ -128,15 +129,15 @@ class _Chaining(_Base):
         curs.execute(
             self.insert_events_statement,
             (
-                originator_ids,
-                [e.originator_version for e in stored_events],
+                binary_array(originator_ids),
+                binary_array([e.originator_version for e in stored_events]),
                 [e.topic for e in stored_events],
-                [e.state for e in stored_events],
+                binary_array([e.state for e in stored_events]),
             ),
             prepare=True,
         )
         heads = curs.connection.cursor()
-        heads.execute(self._select_heads, (list(set(originator_ids)),), prepare=True)
+        heads.execute(self._select_heads, (binary_array(list(set(originator_ids))),), prepare=True)
         self._heads.cursor = heads
 
     def _fetch_ids_after_insert_events(
@@ -194,12 +195,12 @@ class _Chaining(_Base):
         curs.execute(
             self._insert_chain,
             (
-                [i for i, _, _ in ordered],
-                [e.originator_id for _, e, _ in ordered],
-                [e.originator_version for _, e, _ in ordered],
-                [h[0] for h in hashes],
-                [h[1] for h in hashes],
-                [h[2] for h in hashes],
+                binary_array([i for i, _, _ in ordered]),
+                binary_array([e.originator_id for _, e, _ in ordered]),
+                binary_array([e.originator_version for _, e, _ in ordered]),
+                binary_array([h[0] for h in hashes]),
+                binary_array([h[1] for h in hashes]),
+                binary_array([h[2] for h in hashes]),
                 [p[0] or batch_correlation for _, _, p in ordered],
                 [p[1] or batch_causation for _, _, p in ordered],
             ),

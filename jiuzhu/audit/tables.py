@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import attrgetter
+from typing import Any
+from uuid import UUID
 
+import psycopg
 from eventsourcing.postgres import PostgresRecorder
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.sql import SQL, Composed, Identifier
 
-__all__ = ["AuditTables"]
+__all__ = ["AuditTables", "binary_array"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +88,91 @@ class AuditTables:
                 " published_at timestamptz)"
             ),
         ]
+
+
+# -- array parameters -------------------------------------------------------------------
+# psycopg dumps a list parameter element by element in Python (~0.4 us each, ~0.25 ms per
+# 600-row column); these dumpers write the same binary array (PostgreSQL's array_send
+# format) with the loops in C (map, zip, bytes.join, struct). A connection without them
+# registered dumps the list subclasses as the plain lists they are.
+
+_INT4 = struct.Struct(">i")
+_LEN16 = _INT4.pack(16)
+
+
+def _array(oid: int, count: int, elements: Iterable[bytes]) -> bytes:
+    # One dimension, no NULLs, element type, length, lower bound 1; then the elements.
+    return b"".join(chain((struct.pack(">iiiii", 1, 0, oid, count, 1),), elements))
+
+
+def _sized(items: Sequence[bytes]) -> Iterator[bytes]:
+    return chain.from_iterable(zip(map(_INT4.pack, map(len, items)), items, strict=True))
+
+
+class Int8Array(list[int]):
+    """A bigint[] parameter."""
+
+
+class UUIDArray(list[UUID]):
+    """A uuid[] parameter."""
+
+
+class ByteaArray(list[bytes]):
+    """A bytea[] parameter (no NULLs)."""
+
+
+class _Int8ArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = postgres.types["int8"].array_oid
+
+    def dump(self, obj: Any) -> bytes:
+        elements = struct.pack(f">{'iq' * len(obj)}", *chain.from_iterable(zip(repeat(8), obj)))
+        return _array(postgres.types["int8"].oid, len(obj), (elements,))
+
+
+class _UUIDArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = postgres.types["uuid"].array_oid
+
+    def dump(self, obj: Any) -> bytes:
+        # UUID.bytes is a Python property; UUID.int is a slot and int.to_bytes runs in C.
+        raw = map(int.to_bytes, map(attrgetter("int"), obj), repeat(16))
+        elements = chain.from_iterable(zip(repeat(_LEN16), raw))
+        return _array(postgres.types["uuid"].oid, len(obj), elements)
+
+
+class _ByteaArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = postgres.types["bytea"].array_oid
+
+    def dump(self, obj: Any) -> bytes:
+        return _array(postgres.types["bytea"].oid, len(obj), _sized(obj))
+
+
+for _array_type, _dumper in (
+    (Int8Array, _Int8ArrayDumper),
+    (UUIDArray, _UUIDArrayDumper),
+    (ByteaArray, _ByteaArrayDumper),
+):
+    psycopg.adapters.register_dumper(_array_type, _dumper)
+
+
+def binary_array(values: Sequence[Any]) -> list[Any]:
+    """A `%b` array parameter, fast-dumped when its values are all ints, UUIDs or bytes.
+
+    Anything else (text, NULLs, mixed types) is the plain list psycopg dumps itself.
+    """
+    if not values:
+        return list(values)
+    kind = type(values[0])
+    if not all(type(v) is kind for v in values):
+        return list(values)
+    if kind is int:
+        if min(values) < -(2**63) or max(values) >= 2**63:
+            return list(values)
+        return Int8Array(values)
+    if kind is UUID:
+        return UUIDArray(values)
+    if kind is bytes:
+        return ByteaArray(values)
+    return list(values)  # text and the rest: psycopg's own dumpers are as fast
