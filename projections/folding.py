@@ -148,7 +148,7 @@ class Batch:
 
     def row(self, table: Table, key: UUID | tuple[Any, ...]) -> Row | None:
         """A row loaded or written during this batch, or None if there is none."""
-        return self.rows[table.name].get(_key(key))
+        return self.rows[table.name].get(key.int if key.__class__ is UUID else _key(key))
 
     def put(self, table: Table, row: Row) -> Row:
         """Add or replace a row; it will be written at the end of the batch."""
@@ -159,7 +159,7 @@ class Batch:
 
     def touch(self, table: Table, key: UUID | tuple[Any, ...]) -> None:
         """Mark a loaded row as changed."""
-        self.dirty[table.name].add(_key(key))
+        self.dirty[table.name].add(key.int if key.__class__ is UUID else _key(key))
 
     def add(self, table: Table, key: tuple[Any, ...], *deltas: int) -> None:
         """Add to a counter row's values (in column order after the key)."""
@@ -287,7 +287,7 @@ class FoldingReadModel(ReadModel):
             curs.execute(self._loads[table.name], (case_ids,), binary=True)
             rows = batch.rows[table.name]
             for row in curs.fetchall():
-                rows[table.key_of(row)] = dict(row)
+                rows[table.key_of(row)] = row  # dict_row rows are plain dicts
 
     def _write(self, curs: Cursor[DictRow], batch: Batch) -> None:
         staged = False

@@ -181,7 +181,7 @@ class LogReader:
             # Upcasting is the mapper's business: leave versioned events to it.
             return self._decode_mapper(cls, originator_id, version, topic, state)
         values: dict[str, Any] = orjson.loads(state)
-        if values.keys() <= plan.plain:  # str, int, bool fields left as they are
+        if plan.plain.issuperset(values):  # str, int, bool fields left as they are
             scalars = self._scalars
             for key in plan.scalars:  # datetime, date, UUID fields: one transcoded value
                 value = values.get(key)
