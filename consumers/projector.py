@@ -17,18 +17,18 @@ from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
-import nats.errors
 import psycopg
 import structlog
 from eventsourcing.persistence import Mapper
 from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
-from faststream.nats import ConsumerConfig, NatsBroker, PullSub
-from faststream.nats.message import NatsBatchMessage
+from faststream.nats import ConsumerConfig, NatsBroker
 from faststream.rabbit import Channel, RabbitBroker
 from faststream.rabbit.message import RabbitMessage
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.parser.binary import BinaryMessageFormatV1
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy as NatsAckPolicy
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -54,6 +54,10 @@ Incoming = tuple[Mapping[str, Any], bytes]
 
 # A read model that cannot commit (database down) is retried this often, until it can.
 RETRY_SECONDS = 0.5
+# An idle NATS feed asks the broker again this often (a lingering pull request).
+IDLE_FETCH_SECONDS = 1.0
+# A NATS batch that starts with a lone message waits this long for more to join it.
+BATCH_LINGER_SECONDS = 0.05
 
 
 class DeadLetterer(Protocol):
@@ -175,7 +179,7 @@ class Projector:
 
 
 class Feed:
-    """How batches reach the projector on one broker: a FastStream subscriber and its acks."""
+    """How batches reach the projector on one broker: a subscriber and its acks."""
 
     def __init__(self, projector: Projector, subscriber: Any) -> None:
         self.projector = projector
@@ -212,7 +216,13 @@ async def _settle(projector: Projector, batch: Sequence[Incoming]) -> bool:
 
 
 class NatsFeed(Feed):
-    """A durable JetStream pull consumer, a batch at a time, acked after the commit.
+    """A durable JetStream pull consumer read with nats-py, in order, acked after the commit.
+
+    The next batch is fetched while the previous one is applied (one batch ahead, never
+    applied out of turn). A fetch returns what the stream holds at once; a batch that
+    starts with a lone message waits up to BATCH_LINGER_SECONDS for company, then is topped
+    up with what arrived while the previous batch was applied. The consumer acks all up to
+    a message (AckPolicy.ALL), so one ack per batch.
 
     Messages the broker handed to a fetch that gave up (or to a killed predecessor) come
     back only after ack_wait, while newer ones flow at once: applied first, those would
@@ -223,35 +233,52 @@ class NatsFeed(Feed):
     def __init__(
         self,
         projector: Projector,
-        subscriber: Any,
         broker: NatsBroker,
         destination: EventsDestination,
         config: ConsumerConfig,
+        batch_size: int,
     ) -> None:
-        super().__init__(projector, subscriber)
+        super().__init__(projector, subscriber=None)
         self.broker = broker
         self.destination = destination
         self.config = config
-        self.expected: int | None = None  # stream sequence of the next message to apply
+        self.batch_size = batch_size
+        self.expected: int | None = None  # stream sequence of the next message to take
+        self.task: asyncio.Task[None] | None = None
+        self.applying: asyncio.Task[bool] | None = None
+        self.failing = False  # the last turn failed (broker unreachable, consumer gone)
 
-    async def start(self) -> None:
-        subscription = getattr(self.subscriber, "subscription", None)
-        if subscription is not None:
-            _fetch_times_out_as_nats(subscription)
+    def _js(self) -> Any:
+        return self.broker.config.connection_state.stream
 
     async def recover(self) -> None:
-        js = self.broker.config.connection_state.stream
-        stream, durable = self.destination.stream, self.destination.durable
+        js, stream, durable = self._js(), self.destination.stream, self.destination.durable
         try:
             floor = (await js.consumer_info(stream, durable)).ack_floor.stream_seq or 0
         except NotFoundError:
             floor = (await js.stream_info(stream)).state.first_seq - 1
         await self._restart_at(max(floor, 0) + 1)
 
+    async def start(self) -> None:
+        subscription = await self._js().pull_subscribe_bind(
+            durable=self.destination.durable, stream=self.destination.stream
+        )
+        self.task = asyncio.create_task(self._run(subscription))
+
+    async def stop(self) -> None:
+        """After the projector drained: the batch in hand is acked, the fetching ends."""
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        if self.applying is not None:
+            await asyncio.gather(self.applying, return_exceptions=True)
+
+    def consuming(self) -> bool:
+        return self.task is not None and not self.task.done() and not self.failing
+
     async def _restart_at(self, sequence: int) -> None:
         """Recreate the durable consumer so that delivery resumes, in order, at a sequence."""
-        js = self.broker.config.connection_state.stream
-        stream, durable = self.destination.stream, self.destination.durable
+        js, stream, durable = self._js(), self.destination.stream, self.destination.durable
         with suppress(NotFoundError):
             await js.delete_consumer(stream, durable)
         config = replace(
@@ -261,73 +288,117 @@ class NatsFeed(Feed):
             filter_subject=self.destination.nats_subjects[0],
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=sequence,
+            ack_policy=NatsAckPolicy.ALL,
         )
         await js.add_consumer(stream, config=config)
         log.info("durable consumer (re)started", stream_sequence=sequence)
         self.expected = sequence
 
-    async def take(self, message: NatsBatchMessage) -> None:
-        """A fetched batch: applied and acked if it follows on, else a restart at the gap."""
-        raw = message.raw_message
-        first, last = raw[0].metadata.sequence.stream, raw[-1].metadata.sequence.stream
-        if self.expected is not None and first > self.expected:
-            js = self.broker.config.connection_state.stream
-            oldest = (await js.stream_info(self.destination.stream)).state.first_seq
-            if oldest <= self.expected:
-                log.warning("gap in delivery", expected=self.expected, got=first)
-                await self._restart_at(self.expected)  # the old deliveries die with it
-                return
+    async def _run(self, subscription: Any) -> None:
+        try:
+            while not self.projector.stopping.is_set():
+                try:
+                    await self._turn(subscription)
+                    self.failing = False
+                except Exception as error:  # broker unreachable, consumer gone: start over
+                    self.failing = True
+                    log.warning("relief.events feed fault, resuming", error=repr(error))
+                    await self._resume_after_fault()
+        finally:
+            with suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _turn(self, subscription: Any) -> None:
+        """Fetch a batch and, once the previous one is applied, apply it."""
+        batch = await self._fetch(subscription, self.batch_size)
+        if not batch or not await self._applied():
+            return
+        if len(batch) < self.batch_size:
+            # Top up with what arrived while the previous batch was applied: under load
+            # batches grow with the apply time.
+            batch += await self._fetch_now(subscription, self.batch_size - len(batch))
+        if await self._follows_on(batch):
+            await self._take(batch)
+
+    async def _resume_after_fault(self) -> None:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.projector.stopping.wait(), RETRY_SECONDS)
+        if self.projector.stopping.is_set() or not await self._applied():
+            return
+        with suppress(Exception):  # still failing: the next turn says so again
+            if self.expected is None:
+                await self.recover()
+            else:
+                await self._restart_at(self.expected)
+
+    async def _fetch(self, subscription: Any, up_to: int) -> list[Msg]:
+        """What the stream holds now (up to a batch), or the first message to arrive."""
+        try:
+            first: list[Msg] = await subscription.fetch(1, timeout=IDLE_FETCH_SECONDS)
+        except TimeoutError:  # nats' and asyncio's alike: nothing arrived, ask again
+            # Idle, or the consumer is gone (deleted, lost with the server's state): a
+            # fetch cannot tell these apart, the consumer's info can (NotFoundError).
+            await self._js().consumer_info(self.destination.stream, self.destination.durable)
+            return []
+        # Linger for company: each batch costs a transaction per read model, and those
+        # compete with the intake's commands for the database.
+        return first + await self._fetch_now(subscription, up_to - 1, BATCH_LINGER_SECONDS)
+
+    async def _fetch_now(self, subscription: Any, up_to: int, linger: float = 0.005) -> list[Msg]:
+        """What the stream holds now, up to a number; when fewer, what arrives meanwhile."""
+        # A fetch returns early once the server says "no messages" for now: ask again
+        # until the linger is over or the batch is full.
+        deadline = time.monotonic() + linger
+        more: list[Msg] = []
+        while len(more) < up_to and (remaining := deadline - time.monotonic()) > 0:
+            try:
+                more += await subscription.fetch(up_to - len(more), timeout=remaining)
+            except TimeoutError:
+                break
+        return more
+
+    async def _follows_on(self, batch: list[Msg]) -> bool:
+        """Whether a batch starts where the last ended; on a gap, restart at the gap."""
+        first = batch[0].metadata.sequence.stream
+        if self.expected is None or first <= self.expected:
+            return True
+        if not await self._applied():  # stopping: what was taken is redelivered later
+            return False
+        oldest = (await self._js().stream_info(self.destination.stream)).state.first_seq
+        if oldest > self.expected:
             # The stream's limits removed them: nothing to wait for; say so loudly.
             log.error("stream no longer holds events", missing_from=self.expected, got=first)
-        if await _settle(self.projector, [(m.headers or {}, m.data) for m in raw]):
-            await message.ack()
-            self.expected = max(self.expected or 0, last + 1)
-        else:
-            await message.nack(delay=RETRY_SECONDS)
+            return True
+        log.warning("gap in delivery", expected=self.expected, got=first)
+        await self._restart_at(self.expected)  # the old deliveries die with it
+        return False
 
+    async def _take(self, batch: list[Msg]) -> None:
+        """Apply a batch once the previous one is applied; meanwhile the loop fetches on."""
+        if not await self._applied():
+            return
+        self.expected = max(self.expected or 0, batch[-1].metadata.sequence.stream + 1)
+        self.applying = asyncio.create_task(self._apply(batch))
 
-def _fetch_times_out_as_nats(subscription: Any) -> None:
-    """Make a pull subscription's fetch raise nats' TimeoutError, never a bare one.
+    async def _applied(self) -> bool:
+        """Wait for the batch being applied; whether it committed and was acked."""
+        return self.applying is None or await self.applying
 
-    nats-py 2.16 raises a plain asyncio.TimeoutError when a fetch's deadline passes during
-    its first probe; FastStream 0.7.8 only catches nats.errors.TimeoutError there, so its
-    fetch task died with a partial batch in hand: those messages came back only after
-    ack_wait (30 s), stalling the projector and forcing a consumer restart at the gap.
-    """
-    fetch = subscription.fetch
-
-    async def fetch_or_nats_timeout(*args: Any, **kwargs: Any) -> Any:
+    async def _apply(self, batch: list[Msg]) -> bool:
+        if not await _settle(self.projector, [(m.headers or {}, m.data) for m in batch]):
+            return False  # left unacked: redelivered from the ack floor after a restart
         try:
-            return await fetch(*args, **kwargs)
-        except nats.errors.TimeoutError:
-            raise
-        except TimeoutError as error:
-            raise nats.errors.TimeoutError from error
-
-    subscription.fetch = fetch_or_nats_timeout
+            await batch[-1].ack()  # AckPolicy.ALL: acks the whole batch
+        except Exception as error:  # committed anyway; a redelivery is skipped by tracking
+            log.warning("batch ack failed", error=repr(error))
+        return True
 
 
 def _nats_feed(
     broker: NatsBroker, destination: EventsDestination, projector: Projector, batch_size: int
 ) -> Feed:
     config = ConsumerConfig(ack_wait=30, max_ack_pending=batch_size * 4)
-    subscriber = broker.subscriber(
-        destination.nats_subjects[0],
-        stream=destination.jstream(),
-        durable=destination.durable,
-        # A short fetch timeout: FastStream waits for a full batch until it passes.
-        pull_sub=PullSub(batch_size, timeout=0.05, batch=True),
-        config=config,
-        ack_policy=AckPolicy.MANUAL,  # acked after the read models commit, never before
-    )
-    feed = NatsFeed(projector, subscriber, broker, destination, config)
-
-    @subscriber
-    async def relief_events(message: Annotated[NatsBatchMessage, Context("message")]) -> None:
-        """relief.events in order, a batch at a time, acked once the read models committed."""
-        await feed.take(message)
-
-    return feed
+    return NatsFeed(projector, broker, destination, config, batch_size)
 
 
 def _redis_entry(entry: Mapping[bytes, bytes]) -> Incoming:
