@@ -1,0 +1,465 @@
+"""Benchmark: the broker pipeline on NATS JetStream, each figure beside a raw baseline, same run.
+
+Run: .venv/bin/python -m bench.bench_pipeline [--database-url URL] [--nats-url URL]
+     [--events N] [--lag-seconds S] [--rate R]
+
+(a) relay: the event store's log into JetStream (events/s) beside raw nats-py publishing of
+    the same messages, 500 in flight; (b) projector: the same stream into case_status (and
+    into every read model, as `jiuzhu serve` runs it) beside a raw nats-py pull consume of the
+    same messages; (c) end-to-end lag from an upstream publish to its case_status row, p50 and
+    p99, at a steady rate, through `jiuzhu.serve.Service` (intake + relay + projector).
+Events are written by `bootstrap.casework()` as shipped (audit chain, sealed personal data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any, cast
+from uuid import uuid4
+
+import nats
+import orjson
+import psycopg
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
+from bench.common import (
+    Row,
+    Target,
+    base_arguments,
+    console,
+    fresh_schema,
+    machine,
+    percentile,
+    print_table,
+    print_targets,
+    rate,
+)
+from bench.rebuild_histories import generate
+from consumers.brokers import make_broker
+from consumers.event_messages import EventMessage, encode
+from consumers.projector import NatsFeed, Projector, subscribe_projector
+from consumers.relay import Relay
+from consumers.streams import BrokerDeadLetterer, EventsDestination, declare_events, make_publisher
+from domain.application import CaseWork
+from jiuzhu.bootstrap import casework
+from jiuzhu.logging import configure_logging, quiet_access_log
+from jiuzhu.serve import ServeSettings, Service
+from jiuzhu.settings import Settings
+from projections.base import ReadModel, read_model_datastore
+from projections.case_status import CaseStatus
+from projections.registry import READ_MODELS
+
+RELAY_TARGET = 0.50  # of raw pipelined publishing
+PROJECTOR_TARGET = 10_000.0  # events/s into case_status
+LAG_P99_TARGET_MS = 250.0
+IN_FLIGHT = 500
+BATCH = 500  # relay window and projector batch, as `jiuzhu serve` defaults them
+
+
+def destination(tag: str, durable: str = "projector") -> EventsDestination:
+    """A relief.events destination no one else uses."""
+    return EventsDestination(
+        prefix=f"b{tag}.events",
+        stream=f"B{tag}".upper(),
+        durable=durable,
+        deadletter=f"b{tag}.deadletter.events",
+    )
+
+
+async def until(condition: Any, timeout: float = 120.0) -> None:
+    """Poll a condition on the event loop (a benchmark, not a test: plain asyncio.sleep)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the pipeline did not get there in time")
+        await asyncio.sleep(0.002)
+
+
+async def delete_streams(nats_url: str, *names: str) -> None:
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    for name in names:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(name)
+    await client.close()
+
+
+# -- (a) relay ----------------------------------------------------------------------------
+
+
+async def relay_throughput(app: CaseWork, database_url: str, nats_url: str, tag: str) -> float:
+    """Events/s the relay puts into JetStream, from its start until the last is acked."""
+    where = destination(tag)
+    broker = make_broker(nats_url)
+    quiet_access_log(broker)
+    await declare_events(broker, where)
+    relay = Relay(
+        cast(PostgresApplicationRecorder, app.recorder),
+        make_publisher(broker, where),
+        database_url=database_url,
+        destination=where,
+        window=BATCH,
+    )
+    last = app.recorder.max_notification_id() or 0
+    stopping = asyncio.Event()
+    started = time.perf_counter()
+    running = asyncio.create_task(relay.run(stopping))
+    await until(lambda: relay.stats.position >= last)
+    seconds = time.perf_counter() - started
+    stopping.set()
+    await running
+    await broker.stop()
+    return rate(relay.stats.published, seconds)
+
+
+async def raw_publish(messages: Sequence[EventMessage], nats_url: str, tag: str) -> float:
+    """Msg/s of nats-py JetStream publish_async, 500 in flight, the same messages and headers."""
+    where = destination(tag)
+    client = await nats.connect(nats_url)
+    js = client.jetstream(publish_async_max_pending=IN_FLIGHT)
+    await js.add_stream(
+        name=where.stream, subjects=where.nats_subjects, duplicate_window=where.duplicate_window
+    )
+    started = time.perf_counter()
+    acks = [await js.publish_async(m.subject, m.body, headers=m.headers) for m in messages]
+    await asyncio.gather(*acks)
+    seconds = time.perf_counter() - started
+    await client.close()
+    return rate(len(messages), seconds)
+
+
+# -- (b) projector ------------------------------------------------------------------------
+
+
+@dataclass
+class Projected:
+    """One projector run: its rate and how often the NATS feed restarted at a gap."""
+
+    per_second: float
+    gap_restarts: int
+
+
+async def projector_throughput(
+    app: CaseWork,
+    database_url: str,
+    nats_url: str,
+    where: EventsDestination,
+    models: Sequence[type[ReadModel]],
+) -> Projected:
+    """Events/s from the stream into read models in a fresh schema, as `serve` wires it."""
+    last = app.recorder.max_notification_id() or 0
+    with fresh_schema(database_url, "bench_rm") as schema:
+        datastore = read_model_datastore(database_url, schema=schema, pool_size=len(models) + 1)
+        read_models = [model(datastore) for model in models]
+        for model in read_models:
+            model.create_table()
+        broker = make_broker(nats_url)
+        quiet_access_log(broker)
+        projector = Projector(
+            app.mapper,
+            read_models,
+            application_name=app.name,
+            deadletter=BrokerDeadLetterer(broker, where),
+        )
+        feed = cast(NatsFeed, subscribe_projector(broker, where, projector, batch_size=BATCH))
+        restarts = 0
+        restart_at = feed._restart_at
+
+        async def counted(sequence: int) -> None:
+            nonlocal restarts
+            restarts += 1
+            await restart_at(sequence)
+
+        started = time.perf_counter()
+        await declare_events(broker, where)
+        await feed.recover()
+        feed._restart_at = counted  # type: ignore[method-assign]
+        await broker.start()
+        await feed.start()
+        await until(lambda: projector.stats.position >= last)
+        seconds = time.perf_counter() - started
+        await projector.drain()
+        await feed.stop()
+        await broker.stop()
+        datastore.close()
+    return Projected(rate(projector.stats.applied, seconds), restarts)
+
+
+async def raw_consume(nats_url: str, where: EventsDestination, count: int) -> float:
+    """Msg/s of a nats-py durable pull consumer over the same stream: fetch 500, ack each."""
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    subscription = await js.pull_subscribe(
+        where.nats_subjects[0], durable=f"raw-{uuid4().hex[:8]}", stream=where.stream
+    )
+    received = 0
+    started = time.perf_counter()
+    while received < count:
+        try:
+            messages = await subscription.fetch(BATCH, timeout=1.0)
+        except TimeoutError:
+            continue
+        for message in messages:
+            await message.ack()
+        received += len(messages)
+    seconds = time.perf_counter() - started
+    await client.close()
+    return rate(received, seconds)
+
+
+# -- (c) end-to-end lag -------------------------------------------------------------------
+
+
+def alert(household: str, number: int) -> bytes:
+    """A monitoring alert for a new household: opens a case."""
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": f"lag-{number}",
+            "source": "/bench/monitoring-platform",
+            "type": "monitoring.alert",
+            "time": "2023-06-05T09:30:00+08:00",
+            "data": {
+                "household_id": household,
+                "region": "610523",
+                "signals": ["medical spending jumped"],
+                "household_size": 3,
+            },
+        }
+    )
+
+
+class RowWatcher(threading.Thread):
+    """Notes when each household's case_status row first becomes visible (polls every 5 ms)."""
+
+    def __init__(self, database_url: str, schema: str, prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.database_url, self.prefix = database_url, prefix
+        self.query = SQL("SELECT household_id FROM {0}.case_status WHERE household_id > %s").format(
+            Identifier(schema)
+        )
+        self.seen: dict[str, float] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            highest = self.prefix
+            while not self.done.is_set():
+                try:
+                    rows = conn.execute(self.query, (highest,)).fetchall()
+                except psycopg.errors.UndefinedTable:
+                    rows = []
+                now = time.perf_counter()
+                for (household,) in rows:
+                    if household.startswith(self.prefix):
+                        self.seen.setdefault(household, now)
+                        highest = max(highest, household)
+                self.done.wait(0.005)
+
+
+@dataclass
+class Lag:
+    """One steady-rate run: lag per message (ms), unseen ones as lower bounds."""
+
+    per_second: int
+    lags: list[float]
+    unseen: int
+    carried: float  # upstream messages/s the pipeline turned into rows
+
+    def figure(self, q: float) -> float:
+        return percentile(self.lags, q)
+
+    def bound(self, q: float) -> str:
+        """The percentile, marked as a lower bound when unseen rows reach into it."""
+        at_least = self.unseen and q / 100 > 1 - self.unseen / len(self.lags)
+        return f"{'>= ' if at_least else ''}{self.figure(q):,.0f} ms"
+
+
+async def end_to_end_lag(
+    database_url: str, nats_url: str, seconds: float, per_second: int, drain: float
+) -> Lag:
+    """Lag from upstream publish to case_status row at a steady rate, through Service."""
+    tag = uuid4().hex[:8]
+    options = ServeSettings(
+        events_prefix=f"b{tag}.events",
+        events_stream=f"B{tag}".upper(),
+        events_deadletter=f"b{tag}.deadletter.events",
+        upstream_prefix=f"b{tag}.upstream",
+        upstream_stream=f"B{tag}_UP".upper(),
+        upstream_deadletter=f"b{tag}.deadletter.upstream",
+        upstream_durable=f"b{tag}-intake",
+        health_port=0,
+    )
+    prefix = f"LAG-{tag}-"
+    count = int(seconds * per_second)
+    published: dict[str, float] = {}
+    with fresh_schema(database_url, "bench_lag") as schema, TemporaryDirectory() as data_dir:
+        settings = Settings(database_url=database_url, db_schema=schema, data_dir=Path(data_dir))
+        service = Service(
+            {"intake", "relay", "projector"},
+            database_url=database_url,
+            broker_url=nats_url,
+            settings=settings,
+            options=options,
+        )
+        watcher = RowWatcher(database_url, schema, prefix)
+        try:
+            async with service:
+                watcher.start()
+                client = await nats.connect(nats_url)
+                js = client.jetstream()
+                subject = f"{options.upstream_prefix}.monitoring.alert"
+                started = time.perf_counter()
+                for number in range(count):
+                    due = started + number / per_second
+                    if (ahead := due - time.perf_counter()) > 0:
+                        await asyncio.sleep(ahead)
+                    household = f"{prefix}{number:06d}"
+                    published[household] = time.perf_counter()
+                    await js.publish(subject, alert(household, number))
+                deadline = time.perf_counter() + drain
+                while len(watcher.seen) < count and time.perf_counter() < deadline:
+                    await asyncio.sleep(0.05)
+                ended = time.perf_counter()
+                await client.close()
+        finally:
+            watcher.done.set()
+            watcher.join(5)
+            await delete_streams(
+                nats_url,
+                options.events_stream,
+                f"{options.events_stream}_DEADLETTER",
+                options.upstream_stream,
+                f"{options.upstream_stream}_DEADLETTER",
+            )
+    seen = watcher.seen
+    lags = [(seen.get(h, ended) - t) * 1000 for h, t in published.items()]
+    last_row = max(seen.values(), default=started)
+    return Lag(per_second, lags, count - len(seen), rate(len(seen), last_row - started))
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+async def throughput(
+    app: CaseWork, database_url: str, nats_url: str
+) -> tuple[list[Row], list[Target]]:
+    tag = uuid4().hex[:8]
+    where = destination(tag)
+    notifications = app.recorder.select_notifications(start=1, limit=10**9)
+    messages = [encode(n, prefix=f"braw{tag}.events") for n in notifications]
+    try:
+        relay = await relay_throughput(app, database_url, nats_url, tag)
+        raw = await raw_publish(messages, nats_url, f"raw{tag}")
+        console.print(f"relay {relay:,.0f}/s, raw publish {raw:,.0f}/s")
+        consumed = await raw_consume(nats_url, where, len(messages))
+        alone = await projector_throughput(app, database_url, nats_url, where, [CaseStatus])
+        every = await projector_throughput(
+            app, database_url, nats_url, replace_durable(where, "every"), READ_MODELS
+        )
+        console.print(
+            f"projector {alone.per_second:,.0f}/s ({alone.gap_restarts} gap restarts), "
+            f"all read models {every.per_second:,.0f}/s ({every.gap_restarts}), "
+            f"raw consume {consumed:,.0f}/s"
+        )
+    finally:
+        await delete_streams(
+            nats_url, where.stream, f"{where.stream}_DEADLETTER", destination(f"raw{tag}").stream
+        )
+    raw_pull = "nats-py pull, fetch 500, ack each"
+    rows = [
+        Row("relay → JetStream", relay, "events/s", raw, f"publish_async, {IN_FLIGHT} in flight"),
+        Row("projector → case_status", alone.per_second, "events/s", consumed, raw_pull),
+        Row(
+            f"projector → all {len(READ_MODELS)} read models (as served)",
+            every.per_second,
+            "events/s",
+            consumed,
+            raw_pull,
+        ),
+    ]
+    targets = [
+        Target(
+            f"relay >= {RELAY_TARGET:.0%} of raw pipelined publishing",
+            relay >= RELAY_TARGET * raw,
+            f"{relay / raw:.0%}",
+        ),
+        Target(
+            f"projector >= {PROJECTOR_TARGET:,.0f} events/s into case_status",
+            alone.per_second >= PROJECTOR_TARGET,
+            f"{alone.per_second:,.0f} events/s; gap restarts {alone.gap_restarts}"
+            f" / {every.gap_restarts} (case_status / all)",
+        ),
+    ]
+    return rows, targets
+
+
+def replace_durable(where: EventsDestination, durable: str) -> EventsDestination:
+    return EventsDestination(
+        prefix=where.prefix, stream=where.stream, durable=durable, deadletter=where.deadletter
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = base_arguments(__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--nats-url", default="nats://127.0.0.1:4222")
+    parser.add_argument("--events", type=int, default=15_000, help="events relayed and projected")
+    parser.add_argument("--lag-seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=int, default=500, help="upstream messages/s for the lag")
+    parser.add_argument("--drain", type=float, default=10.0, help="s to wait after publishing")
+    parser.add_argument(
+        "--steady-rate", type=int, default=40, help="a rate the pipeline carries, for its lag"
+    )
+    parser.add_argument("--steady-seconds", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    configure_logging(json=False, level=30)  # warnings and errors only
+    console.print(machine(args.database_url))
+    with fresh_schema(args.database_url, "bench_pipe") as schema, TemporaryDirectory() as keys:
+        settings = Settings(database_url=args.database_url, db_schema=schema, data_dir=Path(keys))
+        app = casework(args.database_url, schema=schema, settings=settings)
+        started = time.perf_counter()
+        events = generate(app, args.events, cohort=500, save_every=2000)
+        console.print(f"{events:,} events written in {time.perf_counter() - started:.1f} s")
+        try:
+            rows, targets = asyncio.run(throughput(app, args.database_url, args.nats_url))
+        finally:
+            app.close()
+    for per_second, seconds, drain in (
+        (args.rate, args.lag_seconds, args.drain),
+        (args.steady_rate, args.steady_seconds, args.drain),
+    ):
+        lag = asyncio.run(
+            end_to_end_lag(args.database_url, args.nats_url, seconds, per_second, drain)
+        )
+        console.print(
+            f"lag at {per_second}/s: p50 {lag.bound(50)}, p99 {lag.bound(99)}, "
+            f"{lag.unseen} of {len(lag.lags)} rows unseen {drain:.0f} s after publishing, "
+            f"pipeline carried {lag.carried:,.0f} messages/s"
+        )
+        for q in (50, 99):
+            rows.append(Row(f"end-to-end lag p{q} at {per_second}/s", lag.figure(q), "ms"))
+        rows.append(Row(f"upstream messages/s carried at {per_second}/s", lag.carried, "msg/s"))
+        if per_second == args.rate:
+            targets.append(
+                Target(
+                    f"end-to-end p99 < {LAG_P99_TARGET_MS:.0f} ms at {per_second} messages/s",
+                    lag.figure(99) < LAG_P99_TARGET_MS and not lag.unseen,
+                    f"p50 {lag.bound(50)}, p99 {lag.bound(99)}; the pipeline carried "
+                    f"{lag.carried:,.0f}/s; {lag.unseen} of {len(lag.lags)} rows not seen "
+                    f"{drain:.0f} s after the last publish",
+                )
+            )
+    print_table("Broker pipeline on NATS JetStream (same run)", rows)
+    print_targets(targets)
+
+
+if __name__ == "__main__":
+    main()
