@@ -416,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rate", type=int, default=500, help="upstream messages/s for the lag")
     parser.add_argument("--drain", type=float, default=10.0, help="s to wait after publishing")
     parser.add_argument(
-        "--steady-rate", type=int, default=40, help="a rate the pipeline carries, for its lag"
+        "--steady-rate", type=int, default=20, help="a rate the pipeline carries, for its lag"
     )
     parser.add_argument("--steady-seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
@@ -426,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = Settings(database_url=args.database_url, db_schema=schema, data_dir=Path(keys))
         app = casework(args.database_url, schema=schema, settings=settings)
         started = time.perf_counter()
-        events = generate(app, args.events, cohort=500, save_every=2000)
+        events = generate(app, args.events, cohort=500, save_every=1000)
         console.print(f"{events:,} events written in {time.perf_counter() - started:.1f} s")
         try:
             rows, targets = asyncio.run(throughput(app, args.database_url, args.nats_url))
