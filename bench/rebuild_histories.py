@@ -184,9 +184,13 @@ def _support(
 
 
 def generate(
-    app: CaseWork, events: int, *, seed: int = 7, cohort: int = 2000, save_every: int = 5000
+    app: CaseWork, events: int, *, seed: int = 7, cohort: int = 2000, save_every: int = 1000
 ) -> int:
-    """Append at least `events` events of interleaved case histories; how many were appended."""
+    """Append at least `events` events of interleaved case histories; how many were appended.
+
+    Saves stay modest: one huge executemany in pipeline mode can deadlock psycopg
+    (psycopg/psycopg#685: the server waits in ClientRead, the client in poll).
+    """
     rng = random.Random(seed)
     appended = number = 0
     while appended < events:
