@@ -25,6 +25,8 @@ from consumers.projector import Feed, Projector, subscribe_projector
 from consumers.relay import Relay
 from consumers.streams import BrokerDeadLetterer, EventsDestination, declare_events, make_publisher
 from domain.application import CaseWork
+from jiuzhu.audit.casework import AuditedCaseWork
+from jiuzhu.audit.courier import carry_checkpoints
 from jiuzhu.bootstrap import casework
 from jiuzhu.logging import quiet_access_log
 from jiuzhu.settings import Settings
@@ -70,6 +72,9 @@ class ServeSettings(BaseSettings):
     )
     intake_retry_delay: float = Field(
         default=5.0, gt=0, le=300, description="Seconds before a transient fault is retried"
+    )
+    checkpoint_publish_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="How often the relay carries new checkpoints"
     )
 
     def destination(self) -> EventsDestination:
@@ -229,6 +234,17 @@ class Service:
             window=self.options.relay_window,
         )
         self.running.append(asyncio.create_task(relay.run(self.stopping)))
+        if isinstance(app, AuditedCaseWork):
+            self.running.append(
+                asyncio.create_task(
+                    carry_checkpoints(
+                        app,
+                        self.broker_url,
+                        self.stopping,
+                        every=self.options.checkpoint_publish_seconds,
+                    )
+                )
+            )
         self.health.checks["relay"] = relay.healthy
         self.health.figures["relay"] = _relay_figures(relay)
 

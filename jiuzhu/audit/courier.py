@@ -1,0 +1,45 @@
+"""Carrying signed checkpoints to the broker while the relay runs: a copy outside PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from jiuzhu.audit.casework import AuditedCaseWork
+from jiuzhu.audit.checkpoints import mark_published, unpublished_checkpoints
+from jiuzhu.audit.publish import CHECKPOINTS_STREAM, CHECKPOINTS_SUBJECT, publish_checkpoints
+
+__all__ = ["carry_checkpoints"]
+
+log = structlog.get_logger("jiuzhu.audit")
+
+
+async def carry_checkpoints(
+    app: AuditedCaseWork,
+    broker_url: str,
+    stopping: asyncio.Event,
+    *,
+    every: float,
+    subject: str = CHECKPOINTS_SUBJECT,
+    stream: str = CHECKPOINTS_STREAM,
+) -> None:
+    """Publish checkpoints not yet on relief.audit.checkpoints, every few seconds, until stopped.
+
+    The store signs checkpoints as it writes (every JIUZHU_CHECKPOINT_EVERY events); this
+    only carries them out. A checkpoint is marked published after the broker acknowledged
+    it, and its message id makes a re-publish after a crash harmless.
+    """
+    while not stopping.is_set():
+        try:
+            pending = await asyncio.to_thread(unpublished_checkpoints, app.datastore, app.audit)
+            if pending:
+                await publish_checkpoints(broker_url, pending, subject=subject, stream=stream)
+                ids = [c.checkpoint_id for c in pending]
+                await asyncio.to_thread(mark_published, app.datastore, app.audit, ids)
+                log.info("checkpoints published", count=len(ids), last=ids[-1])
+        except Exception as error:
+            log.warning("checkpoints not published yet", error=repr(error))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), every)

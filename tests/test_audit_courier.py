@@ -1,0 +1,57 @@
+"""While the relay runs, signed checkpoints are carried to the broker: a copy outside PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from uuid import uuid4
+
+import nats
+import pytest
+
+from jiuzhu.audit.casework import AuditedCaseWork
+from jiuzhu.audit.checkpoints import list_checkpoints, unpublished_checkpoints
+from jiuzhu.audit.courier import carry_checkpoints
+from tests.stories import enrolled, pay
+from tests.test_audit_support import audited, settings  # noqa: F401
+
+pytestmark = [pytest.mark.postgres, pytest.mark.nats]
+
+NATS_URL = "nats://127.0.0.1:4222"
+
+
+def test_new_checkpoints_reach_the_broker_once(
+    audited: AuditedCaseWork,  # noqa: F811
+) -> None:
+    case_id = enrolled(audited)
+    pay(audited, case_id, "2023-04")
+    signed = list_checkpoints(audited.datastore, audited.audit)
+    assert signed, "the store signs a checkpoint every 4 events"
+    subject, stream = f"relief.audit.checkpoints.t{uuid4().hex[:8]}", f"AUDIT_T{uuid4().hex[:8]}"
+
+    async def carry_until_published() -> int:
+        stopping = asyncio.Event()
+        courier = asyncio.create_task(
+            carry_checkpoints(
+                audited, NATS_URL, stopping, every=0.05, subject=subject, stream=stream
+            )
+        )
+        async with asyncio.timeout(30):
+            while await asyncio.to_thread(
+                unpublished_checkpoints, audited.datastore, audited.audit
+            ):
+                # Give the courier a round; this returns early only if the courier ended.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(courier), 0.05)
+        stopping.set()
+        await courier
+        connection = await nats.connect(NATS_URL)
+        try:
+            js = connection.jetstream()
+            messages = (await js.stream_info(stream)).state.messages
+            await js.delete_stream(stream)
+            return messages
+        finally:
+            await connection.close()
+
+    assert asyncio.run(carry_until_published()) == len(signed)
