@@ -9,6 +9,7 @@ from eventsourcing.application import ProcessingEvent
 from eventsourcing.domain import (
     BaseAggregate,
     CollectEventsProtocol,
+    DomainEvent,
     DomainEventProtocol,
     MutableOrImmutableAggregate,
 )
@@ -137,6 +138,9 @@ def collect_events(
 ) -> None:
     """ProcessingEvent.collect_events, with each aggregate class's protocol checks done once."""
     for obj in objs:
+        if isinstance(obj, DomainEvent):  # a dataclass with both fields: the protocol holds
+            processing_event.events.append(obj)
+            continue
         kind = type(obj)
         if kind not in _AGGREGATE_TYPES:
             if not (
