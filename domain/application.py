@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from copy import deepcopy
 from datetime import date, datetime
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording, Transcoding
 
 from domain.case import Case
 from domain.commands import (
@@ -47,13 +48,15 @@ from domain.policy import DEFAULT_POLICY, Policy
 from domain.receipt import MessageReceipt
 from domain.roles import Role, may, may_read
 
-__all__ = ["CaseWork", "DateAsISO"]
+__all__ = ["CaseWork", "DateAsISO", "Unit"]
 
 TCommand = TypeVar("TCommand", bound=Command)
 Given = Mapping[str, Any]
 
 # The upstream message being handled, if any: its receipt is saved with the events it causes.
 _current_message: ContextVar[str | None] = ContextVar("current_message", default=None)
+# The unit of work commands run in, if any (CaseWork.batch).
+_current_unit: ContextVar[Unit | None] = ContextVar("current_unit", default=None)
 
 
 class DateAsISO(Transcoding):
@@ -87,7 +90,7 @@ class CaseWork(Application[UUID]):
         """Open a case for a household; refused while the household has an open case."""
         cmd = self._authorised(OpenCase, command)
         try:
-            household = cast(Household, self.repository.get(Household.id_for(cmd.household_id)))
+            household = cast(Household, self._load(Household.id_for(cmd.household_id)))
         except AggregateNotFoundError:
             household = Household.register(cmd.household_id)
         household.open_case(cmd.case_id)
@@ -244,7 +247,7 @@ class CaseWork(Application[UUID]):
         cmd = self._authorised(CloseCase, command)
         case = self.get_case(cmd.case_id)
         case.close(by=cmd.by)
-        household = cast(Household, self.repository.get(Household.id_for(case.household_id)))
+        household = cast(Household, self._load(Household.id_for(case.household_id)))
         household.close_case(case.id)
         return self._append(case, household)
 
@@ -252,7 +255,7 @@ class CaseWork(Application[UUID]):
         """Erase a household's personal data; the store destroys its key with this event."""
         cmd = self._authorised(ErasePersonalData, command)
         try:
-            household = cast(Household, self.repository.get(Household.id_for(cmd.household_id)))
+            household = cast(Household, self._load(Household.id_for(cmd.household_id)))
         except AggregateNotFoundError:
             raise HouseholdNotFoundError(cmd.household_id) from None
         household.erase_personal_data(by=cmd.by)
@@ -271,9 +274,13 @@ class CaseWork(Application[UUID]):
     # -- reading ------------------------------------------------------------------------
 
     def get_case(self, case_id: UUID, version: int | None = None) -> Case:
-        """A case as it stands now, or at a version."""
+        """A case as it stands now (in a batch: with the batch's changes), or at a version."""
         try:
-            case: object = self.repository.get(case_id, version=version)
+            case: object = (
+                self._load(case_id)
+                if version is None
+                else self.repository.get(case_id, version=version)
+            )
         except AggregateNotFoundError:
             raise CaseNotFoundError(case_id) from None
         if not isinstance(case, Case):
@@ -301,10 +308,18 @@ class CaseWork(Application[UUID]):
     def household_chain(self, household_id: str) -> list[UUID]:
         """The ids of a household's cases, oldest first."""
         try:
-            household = cast(Household, self.repository.get(Household.id_for(household_id)))
+            household = cast(Household, self._load(Household.id_for(household_id)))
         except AggregateNotFoundError:
             return []
         return list(household.case_ids)
+
+    def open_case_of(self, household_id: str) -> UUID | None:
+        """The household's open case, if any (in a batch: as the batch left it)."""
+        try:
+            household = cast(Household, self._load(Household.id_for(household_id)))
+        except AggregateNotFoundError:
+            return None
+        return household.open_case_id
 
     # -- upstream messages --------------------------------------------------------------
 
@@ -322,14 +337,58 @@ class CaseWork(Application[UUID]):
             _current_message.reset(token)
 
     def has_received(self, message_key: str) -> bool:
-        """Whether an upstream message has already taken effect."""
+        """Whether an upstream message has already taken effect (or will, in this batch)."""
+        unit = self._unit()
+        if unit is not None and unit.has_received(message_key):
+            return True
         try:
             self.repository.get(MessageReceipt.id_for(message_key))
         except AggregateNotFoundError:
             return False
         return True
 
+    # -- batches ------------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[Unit]:
+        """Commands run inside are saved together, in ONE save() when the block ends.
+
+        Inside the block (same thread or task): commands act on aggregates kept in the
+        unit, so each sees what the commands before it did, and return 0 instead of a
+        notification id (nothing is stored yet; `unit.recordings` has them after the
+        block). `get_case` (current version), `household_chain` and `has_received` see
+        the unit's state; `history`, `case_as_of` and versioned reads see the store only.
+        A message handled inside (`handling_message`) gets its receipt in the unit: a
+        second one in the same unit raises DuplicateMessageError at once. Wrap each
+        message in `unit.savepoint()` so one that fails leaves no trace in the unit.
+        An error leaving the block saves nothing. The save itself may raise the store's
+        IntegrityError (another writer saved one of the aggregates, or a receipt exists):
+        nothing is stored then, and the caller may run the commands again one by one.
+        """
+        if _current_unit.get() is not None:
+            raise RuntimeError("CaseWork.batch() does not nest (nor run beside another's)")
+        unit = Unit(self)
+        token = _current_unit.set(unit)
+        try:
+            yield unit
+        finally:
+            _current_unit.reset(token)
+        unit.recordings = unit.save()
+
     # -- plumbing -----------------------------------------------------------------------
+
+    def _unit(self) -> Unit | None:
+        """The batch this application's commands run in (another app's is not ours)."""
+        unit = _current_unit.get()
+        return unit if unit is not None and unit.app is self else None
+
+    def _load(self, aggregate_id: UUID) -> Aggregate:
+        """An aggregate as it stands: the current batch's copy, else from the store."""
+        unit = self._unit()
+        if unit is None:
+            loaded: Aggregate = self.repository.get(aggregate_id)
+            return loaded
+        return unit.get(aggregate_id)
 
     def _authorised(self, kind: type[TCommand], given: TCommand | Given) -> TCommand:
         """Validate the input, then check the actor's role may run it."""
@@ -351,8 +410,17 @@ class CaseWork(Application[UUID]):
         return self._append(case)
 
     def _append(self, *aggregates: Aggregate) -> int:
-        """Append the aggregates' new events atomically; the last notification id."""
+        """Append the aggregates' new events atomically; the last notification id.
+
+        In a batch the events are kept in the unit instead, and the result is 0.
+        """
         message_key = _current_message.get()
+        unit = self._unit()
+        if unit is not None:
+            unit.record(aggregates, message_key)
+            if message_key is not None:
+                _current_message.set(None)  # the receipt rides once, as outside a batch
+            return 0
         if message_key is None:
             return self.save(*aggregates)[-1].notification.id
         try:
@@ -364,3 +432,82 @@ class CaseWork(Application[UUID]):
         # Only the first command a message causes carries its receipt.
         _current_message.set(None)
         return recordings[-1].notification.id
+
+
+class Unit:
+    """The aggregates, events and receipts of a CaseWork.batch(), saved together at its end."""
+
+    def __init__(self, app: CaseWork) -> None:
+        self.app = app
+        self._aggregates: dict[UUID, Aggregate] = {}
+        self._changed: set[UUID] = set()  # aggregates with events not yet stored
+        self._events: list[Any] = []  # new events, in the order the commands made them
+        self._receipts: set[str] = set()
+        # During a savepoint: each aggregate touched, as it was before (None: in the store).
+        self._before: dict[UUID, Aggregate | None] | None = None
+        self.recordings: list[Recording[UUID]] = []
+
+    def get(self, aggregate_id: UUID) -> Aggregate:
+        """The unit's aggregate, read from the store the first time (AggregateNotFoundError)."""
+        aggregate = self._aggregates.get(aggregate_id)
+        if aggregate is None:
+            aggregate = cast(Aggregate, self.app.repository.get(aggregate_id))
+            self._aggregates[aggregate_id] = aggregate
+        if self._before is not None and aggregate_id not in self._before:
+            # Only aggregates changed in the unit need a copy: the rest are read again.
+            changed = aggregate_id in self._changed
+            self._before[aggregate_id] = deepcopy(aggregate) if changed else None
+        return aggregate
+
+    def has_received(self, message_key: str) -> bool:
+        """Whether a message's receipt is already in this unit."""
+        return message_key in self._receipts
+
+    @property
+    def size(self) -> int:
+        """How many new events the unit holds."""
+        return len(self._events)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Commands inside stay in the unit only if the block ends well; else all are undone."""
+        if self._before is not None:
+            raise RuntimeError("savepoints do not nest")
+        self._before = {}
+        events, receipts = len(self._events), set(self._receipts)
+        try:
+            yield
+        except BaseException:
+            for aggregate_id, before in self._before.items():
+                if before is None:
+                    self._aggregates.pop(aggregate_id, None)
+                    self._changed.discard(aggregate_id)
+                else:
+                    self._aggregates[aggregate_id] = before
+            del self._events[events:]
+            self._receipts = receipts
+            raise
+        finally:
+            self._before = None
+
+    def record(self, aggregates: tuple[Aggregate, ...], message_key: str | None) -> None:
+        """Keep the aggregates' new events (and a message's receipt) for the unit's save."""
+        if message_key is not None and message_key in self._receipts:
+            raise DuplicateMessageError(message_key)
+        for aggregate in aggregates:
+            if self._before is not None:
+                self._before.setdefault(aggregate.id, None)  # new in this savepoint
+            self._aggregates[aggregate.id] = aggregate
+            self._changed.add(aggregate.id)
+            self._events.extend(aggregate.collect_events())
+        if message_key is not None:
+            self._receipts.add(message_key)
+            self._events.extend(MessageReceipt.receive(message_key).collect_events())
+
+    def save(self) -> list[Recording[UUID]]:
+        """Store every kept event in one save(), in the order they were made."""
+        if not self._events:
+            return []
+        # The aggregates ride along (no events left to collect) so snapshots are taken.
+        changed = [self._aggregates[i] for i in self._changed if i in self._aggregates]
+        return self.app.save(*self._events, *changed)
