@@ -150,6 +150,14 @@ class Batch:
         """A row loaded or written during this batch, or None if there is none."""
         return self.rows[table.name].get(key.int if key.__class__ is UUID else _key(key))
 
+    def changing(self, table: Table, key: UUID | tuple[Any, ...]) -> Row | None:
+        """A row about to change (marked to be written), or None if there is none."""
+        index = key.int if key.__class__ is UUID else _key(key)
+        row = self.rows[table.name].get(index)
+        if row is not None:
+            self.dirty[table.name].add(index)
+        return row
+
     def put(self, table: Table, row: Row) -> Row:
         """Add or replace a row; it will be written at the end of the batch."""
         key = table.key_of(row)
