@@ -18,10 +18,14 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-__all__ = ["Positioned", "ReadModel", "read_model_datastore"]
+__all__ = ["LogBatch", "Positioned", "ReadModel", "read_model_datastore"]
 
 # A domain event with its notification id (its position in the application's log).
 Positioned = tuple[DomainEventProtocol[Any], int]
+
+
+class LogBatch(list[Positioned]):
+    """A batch read straight from the log: notification ids strictly increasing, no repeats."""
 
 
 def read_model_datastore(

@@ -24,7 +24,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 from domain.case import Case
-from projections.base import Positioned, ReadModel
+from projections.base import LogBatch, Positioned, ReadModel
 
 __all__ = ["Batch", "FoldingReadModel", "Row", "Table", "folds"]
 
@@ -46,12 +46,13 @@ class Table:
     # Events whose cases' rows must be loaded before folding (state tables only).
     loaded_by: frozenset[type] = field(default_factory=frozenset)
     _getter: Callable[[Row], tuple[Any, ...]] = field(init=False, repr=False, compare=False)
+    _rest: Callable[[Row], tuple[Any, ...]] | None = field(init=False, repr=False, compare=False)
 
     def key_of(self, row: Row) -> Key:
         """The row's key in a batch: the case id's integer, with the other key values."""
-        if len(self.key) == 1:
+        if self._rest is None:
             return row["case_id"].int
-        return (row["case_id"].int, *(row[column] for column in self.key[1:]))
+        return (row["case_id"].int, *self._rest(row))
 
     def load_statement(self, schema: str) -> Composed:
         """SELECT the rows of some cases."""
@@ -121,6 +122,10 @@ class Table:
     def __post_init__(self) -> None:
         assert len(self.columns) > 1, "a table has a key and at least one value column"
         object.__setattr__(self, "_getter", itemgetter(*(c for c, _ in self.columns)))
+        rest = self.key[1:]
+        # itemgetter of one name returns the value, not a 1-tuple: wrap it.
+        getter = itemgetter(*rest) if len(rest) > 1 else (lambda row: (row[rest[0]],))
+        object.__setattr__(self, "_rest", getter if rest else None)
 
 
 @dataclass(frozen=True)
@@ -245,14 +250,23 @@ class FoldingReadModel(ReadModel):
         self, events: Iterable[Positioned], position: int, curs: Cursor[DictRow]
     ) -> tuple[int, int]:
         """process_event for a whole batch in one pass: a rebuild calls it a million times."""
-        folders, filtered, keep = self.folders, self.filtered, self._events.append
+        folders, filtered, keeps = self.folders, self.filtered, self.keeps
+        if isinstance(events, LogBatch) and events and events[0][1] > position:
+            # Straight from the log, all new and in order: filter in one comprehension.
+            self._events += [
+                event
+                for event, _ in events
+                if (kind := event.__class__) in folders and (kind not in filtered or keeps(event))
+            ]
+            return len(events), events[-1][1]
+        keep = self._events.append
         applied, last = 0, position
         for event, notification_id in events:
             if notification_id > last:
                 last = notification_id
                 applied += 1
                 kind = type(event)
-                if kind in folders and (kind not in filtered or self.keeps(event)):
+                if kind in folders and (kind not in filtered or keeps(event)):
                     keep(event)
         return applied, last
 
@@ -268,34 +282,26 @@ class FoldingReadModel(ReadModel):
         self._load(curs, batch, events)
         folders = self.folders
         for event in events:
-            folders[type(event)](self, event, batch)
+            folders[event.__class__](self, event, batch)
         self._write(curs, batch)
 
     def _load(self, curs: Cursor[DictRow], batch: Batch, events: list[Any]) -> None:
         # A case discovered in this batch has no rows yet: nothing to load for it.
-        created: set[int] = set()
-        wanted: dict[str, dict[int, UUID]] = {t.name: {} for t in self.state_tables}
-        tables_by_event: dict[type, list[dict[int, UUID]]] = {}
-        for event in events:
-            kind = type(event)
-            case_id = event.originator_id
-            if kind is Case.Discovered:
-                created.add(case_id.int)
-                continue
-            needs = tables_by_event.get(kind)
-            if needs is None:
-                needs = [wanted[t.name] for t in self.state_tables if kind in t.loaded_by]
-                tables_by_event[kind] = needs
-            for cases in needs:
-                cases[case_id.int] = case_id
+        discovered: Any = Case.Discovered
+        created = {e.originator_id.int for e in events if e.__class__ is discovered}
         for table in self.state_tables:
-            case_ids = [u for k, u in wanted[table.name].items() if k not in created]
+            loaded_by: Any = table.loaded_by
+            wanted = {
+                e.originator_id.int: e.originator_id for e in events if e.__class__ in loaded_by
+            }
+            case_ids = [u for k, u in wanted.items() if k not in created]
             if not case_ids:
                 continue
             curs.execute(self._loads[table.name], (case_ids,), binary=True)
             rows = batch.rows[table.name]
+            key_of = table.key_of
             for row in curs.fetchall():
-                rows[table.key_of(row)] = row  # dict_row rows are plain dicts
+                rows[key_of(row)] = row  # dict_row rows are plain dicts
 
     def _write(self, curs: Cursor[DictRow], batch: Batch) -> None:
         staged = False

@@ -27,7 +27,7 @@ from eventsourcing.utils import resolve_topic
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from projections.base import Positioned, ReadModel
+from projections.base import LogBatch, Positioned, ReadModel
 
 __all__ = ["SKIPPED", "LogReader", "handled_events"]
 
@@ -56,6 +56,10 @@ def _decodes_like_the_library(mapper: type[Mapper[Any]]) -> bool:
     return mapper.to_domain_event is Mapper.to_domain_event or topic in _PERSONAL_ONLY_MAPPERS
 
 
+# Distinct business times and dates kept parsed at once (they recur across a cohort).
+_DATES_CACHED = 4096
+_UNKNOWN: Any = object()
+
 # Set from the notification itself, never from the stored state.
 _SET = frozenset({"originator_id", "originator_version"})
 
@@ -64,10 +68,12 @@ _SET = frozenset({"originator_id", "originator_version"})
 class _Plan:
     """Which fields of an event class hold transcoded values, from its annotations."""
 
+    cls: type
     versioned: bool
     plain: frozenset[str]  # every declared field
     scalars: tuple[str, ...]  # datetime, date, UUID: stored as {"_type_", "_data_"}
     containers: tuple[str, ...]  # dicts, lists, anything else: revived recursively
+    repeated: frozenset[str]  # scalars whose values recur (all but the recording time)
 
     @classmethod
     def of(cls, event_class: type) -> _Plan:
@@ -75,14 +81,17 @@ class _Plan:
         try:
             hints = get_type_hints(event_class)
         except Exception:  # unresolvable annotations: look at every value instead
-            return cls(versioned, frozenset(), (), ())
+            return cls(event_class, versioned, frozenset(), (), (), frozenset())
         scalars: list[str] = []
         containers: list[str] = []
         for name, hint in hints.items():
             if hint in (str, int, bool, float) or get_origin(hint) is ClassVar or name in _SET:
                 continue
             (scalars if hint in (datetime, date, UUID) else containers).append(name)
-        return cls(versioned, frozenset(hints), tuple(scalars), tuple(containers))
+        repeated = frozenset(scalars) - {"timestamp"}
+        return cls(
+            event_class, versioned, frozenset(hints), tuple(scalars), tuple(containers), repeated
+        )
 
 
 class LogReader:
@@ -115,6 +124,8 @@ class LogReader:
             for name, t in self._transcodings.items()
         }
         self._plans: dict[type, _Plan] = {}
+        self._topic_plans: dict[str, _Plan | None] = {}
+        self._dates: dict[str, Any] = {}
 
     def event_class(self, topic: str) -> type | None:
         """The class of a topic if some read model handles it, else None."""
@@ -146,10 +157,59 @@ class LogReader:
                 yield self._decode(rows), len(rows)
             cursor.close()
 
-    def _decode(self, rows: list[tuple[Any, ...]]) -> list[Positioned]:
-        batch: list[Positioned] = []
+    def _decode(self, rows: list[tuple[Any, ...]]) -> LogBatch:
+        if not self.fast:
+            return self._decode_each(rows, self._decode_mapper)
+        # The common path of _decode_fast, inlined: a rebuild runs it a million times.
+        batch = LogBatch()
+        append = batch.append
+        plans = self._topic_plans
+        loads, new, set_dict = orjson.loads, object.__new__, object.__setattr__
+        scalars, revive, dates = self._scalars, self._revive, self._dates
+        for notification_id, originator_id, version, topic, state in rows:
+            plan = plans.get(topic, _UNKNOWN)
+            if plan is _UNKNOWN:
+                plan = self._plan_of_topic(topic)
+            if plan is None:
+                continue
+            values: dict[str, Any] = loads(state) if not plan.versioned else {}
+            if plan.versioned or not plan.plain.issuperset(values):
+                event = self._decode_fast(plan.cls, originator_id, version, topic, state)
+                append((event, notification_id))
+                continue
+            for key in plan.scalars:  # datetime, date, UUID fields: one transcoded value
+                value = values.get(key)
+                if value.__class__ is dict:
+                    data = value["_data_"]
+                    if data.__class__ is not str:
+                        values[key] = revive(value)
+                    elif key in plan.repeated:
+                        # Business times and dates repeat across a cohort: parse each once.
+                        parsed = dates.get(data)
+                        if parsed is None:
+                            if len(dates) >= _DATES_CACHED:
+                                dates.clear()
+                            parsed = dates[data] = scalars[value["_type_"]](data)
+                        values[key] = parsed
+                    else:
+                        values[key] = scalars[value["_type_"]](data)
+            for key in plan.containers:
+                value = values.get(key)
+                if value.__class__ is dict or value.__class__ is list:
+                    values[key] = revive(value)
+            values["originator_id"] = originator_id
+            values["originator_version"] = version
+            event = new(plan.cls)
+            set_dict(event, "__dict__", values)
+            append((event, notification_id))
+        last = rows[-1][0]
+        if not batch or batch[-1][1] != last:
+            batch.append((SKIPPED, last))
+        return batch
+
+    def _decode_each(self, rows: list[tuple[Any, ...]], decode: Callable[..., Any]) -> LogBatch:
+        batch = LogBatch()
         event_class = self.event_class
-        decode = self._decode_fast if self.fast else self._decode_mapper
         for notification_id, originator_id, version, topic, state in rows:
             cls = event_class(topic)
             if cls is not None:
@@ -158,6 +218,18 @@ class LogReader:
         if not batch or batch[-1][1] != last:
             batch.append((SKIPPED, last))
         return batch
+
+    def _plan_of_topic(self, topic: str) -> _Plan | None:
+        cls = self.event_class(topic)
+        plan = None if cls is None else self._plan(cls)
+        self._topic_plans[topic] = plan
+        return plan
+
+    def _plan(self, cls: type) -> _Plan:
+        plan = self._plans.get(cls)
+        if plan is None:
+            plan = self._plans[cls] = _Plan.of(cls)
+        return plan
 
     def _decode_mapper(
         self, cls: type, originator_id: UUID, version: int, topic: str, state: bytes
@@ -174,9 +246,7 @@ class LogReader:
     def _decode_fast(
         self, cls: type, originator_id: UUID, version: int, topic: str, state: bytes
     ) -> Any:
-        plan = self._plans.get(cls)
-        if plan is None:
-            plan = self._plans[cls] = _Plan.of(cls)
+        plan = self._plan(cls)
         if plan.versioned:
             # Upcasting is the mapper's business: leave versioned events to it.
             return self._decode_mapper(cls, originator_id, version, topic, state)
