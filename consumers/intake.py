@@ -67,6 +67,7 @@ from consumers.deadletter import (
     origin_of,
     publish_dead_letter,
 )
+from consumers.preload import preload
 from consumers.translate import CaseFacts, Situation, acts_on_case, translate
 from domain.application import CaseWork, Unit
 from domain.commands import OpenCase
@@ -223,6 +224,7 @@ def apply_batch(app: CaseWork, events: Sequence[CloudEvent]) -> list[Outcome]:
         try:
             done = received(app, [event.message_key for event in events])
             with app.batch() as unit:
+                preload(app, unit, events)
                 outcomes = [_in_unit(app, unit, event, done) for event in events]
         except Exception as error:
             log.warning("batch not saved, one message at a time", error=repr(error))

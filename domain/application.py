@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from copy import deepcopy
@@ -443,6 +443,7 @@ class Unit:
         self._changed: set[UUID] = set()  # aggregates with events not yet stored
         self._events: list[Any] = []  # new events, in the order the commands made them
         self._receipts: set[str] = set()
+        self._absent: set[UUID] = set()  # known not to be in the store (see adopt)
         # During a savepoint: each aggregate touched, as it was before (None: in the store).
         self._before: dict[UUID, Aggregate | None] | None = None
         self.recordings: list[Recording[UUID]] = []
@@ -451,6 +452,8 @@ class Unit:
         """The unit's aggregate, read from the store the first time (AggregateNotFoundError)."""
         aggregate = self._aggregates.get(aggregate_id)
         if aggregate is None:
+            if aggregate_id in self._absent:
+                raise AggregateNotFoundError(f"aggregate {aggregate_id} not in the store")
             aggregate = cast(Aggregate, self.app.repository.get(aggregate_id))
             self._aggregates[aggregate_id] = aggregate
         if self._before is not None and aggregate_id not in self._before:
@@ -458,6 +461,12 @@ class Unit:
             changed = aggregate_id in self._changed
             self._before[aggregate_id] = deepcopy(aggregate) if changed else None
         return aggregate
+
+    def adopt(self, found: Mapping[UUID, Aggregate], absent: Iterable[UUID] = ()) -> None:
+        """Take aggregates read in bulk, and ids known to be absent, to spare reads later."""
+        for aggregate_id, aggregate in found.items():
+            self._aggregates.setdefault(aggregate_id, aggregate)
+        self._absent.update(absent)
 
     def has_received(self, message_key: str) -> bool:
         """Whether a message's receipt is already in this unit."""

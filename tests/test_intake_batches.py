@@ -206,3 +206,36 @@ def test_a_lone_message_takes_the_path_it_always_took(app: CaseWork) -> None:
     assert one(alert(household, "alone")) == ["applied"]
     assert one(alert(household, "alone")) == ["duplicate"]
     assert [type(e) for e in app.history(app.household_chain(household)[0])] == [Case.Discovered]
+
+
+def test_a_batch_reads_its_households_and_cases_in_bulk_as_the_store_has_them(
+    app: CaseWork,
+) -> None:
+    from consumers.preload import preload
+    from domain.household import Household
+
+    known = f"HH-{uuid4().hex[:8]}"
+    case_id = opened(app, household=known)
+    unknown = f"HH-{uuid4().hex[:8]}"
+    with app.batch() as unit:
+        preload(app, unit, [alert(known), alert(unknown)])
+        reads = counting_reads(app)
+        household = unit.get(Household.id_for(known))
+        case = unit.get(case_id)
+        assert app.open_case_of(unknown) is None
+        assert reads == [], "what the batch names was read in bulk, absent ones included"
+        assert household == app.repository.get(Household.id_for(known))
+        assert case == app.repository.get(case_id)
+
+
+def counting_reads(app: CaseWork) -> list[object]:
+    """Record every read the repository makes from now on."""
+    reads: list[object] = []
+    get = app.repository.get
+
+    def counted(aggregate_id: object, **kwargs: Any) -> Any:
+        reads.append(aggregate_id)
+        return get(aggregate_id, **kwargs)  # type: ignore[arg-type]
+
+    app.repository.get = counted  # type: ignore[method-assign]
+    return reads
