@@ -23,10 +23,9 @@ from faststream.kafka import KafkaBroker
 from faststream.nats import JStream, NatsBroker
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.redis import RedisBroker
-from nats.js.errors import BadRequestError
-from redis.exceptions import ResponseError
 
 from consumers.brokers import AnyBroker
+from consumers.streams import declare_places
 
 __all__ = [
     "DETAIL",
@@ -95,50 +94,15 @@ class IntakePlaces:
         """A durable queue keeping dead letters (default exchange, routing key = its name)."""
         return RabbitQueue(self.deadletter, durable=True)
 
-
-async def _declare_nats(broker: NatsBroker, places: IntakePlaces) -> None:
-    await broker.connect()
-    js = broker.config.connection_state.stream
-    for stream in (places.jstream(), places.deadletter_jstream()):
-        try:
-            await js.add_stream(config=stream.config, subjects=list(stream.subjects))
-        except BadRequestError as error:
-            if "already in use" in str(error.description):
-                info = await js.stream_info(stream.name)
-                subjects = sorted({*(info.config.subjects or ()), *stream.subjects})
-                await js.update_stream(config=stream.config, subjects=subjects)
-            elif "overlap" not in str(error.description):
-                raise
-            # Overlap: another stream already keeps these subjects; messages are kept there.
-
-
-async def _declare_rabbit(broker: RabbitBroker, places: IntakePlaces) -> None:
-    await broker.connect()
-    exchange = await broker.declare_exchange(places.rabbit_exchange())
-    queue = await broker.declare_queue(places.rabbit_queue())
-    await queue.bind(exchange, routing_key=f"{places.prefix}.#")
-    await broker.declare_queue(places.rabbit_deadletter_queue())
-
-
-async def _declare_redis(broker: RedisBroker, places: IntakePlaces) -> None:
-    client: Any = await broker.connect()
-    try:
-        await client.xgroup_create(
-            name=places.prefix, groupname=places.durable, id="0", mkstream=True
-        )
-    except ResponseError as error:
-        if "BUSYGROUP" not in str(error):
-            raise
+    @property
+    def redis_stream(self) -> str:
+        """The Redis stream key: one stream for every type (the type is in the envelope)."""
+        return self.prefix
 
 
 async def declare_intake(broker: AnyBroker, places: IntakePlaces) -> None:
-    """Declare the durable places (idempotent); Kafka topics are auto-created."""
-    if isinstance(broker, NatsBroker):
-        await _declare_nats(broker, places)
-    elif isinstance(broker, RabbitBroker):
-        await _declare_rabbit(broker, places)
-    elif isinstance(broker, RedisBroker):
-        await _declare_redis(broker, places)
+    """Declare the intake's durable places (idempotent); Kafka topics are auto-created."""
+    await declare_places(broker, places)
 
 
 def origin_of(raw_message: Any) -> str:

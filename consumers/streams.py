@@ -88,10 +88,26 @@ class EventsDestination:
         return self.prefix
 
 
-async def _declare_nats(broker: NatsBroker, destination: EventsDestination) -> None:
+class DurablePlaces(Protocol):
+    """Where a flow of messages lives on each broker: the events' and the intake's alike."""
+
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def durable(self) -> str: ...
+    @property
+    def redis_stream(self) -> str: ...
+    def jstream(self) -> JStream: ...
+    def deadletter_jstream(self) -> JStream: ...
+    def rabbit_exchange(self) -> RabbitExchange: ...
+    def rabbit_queue(self) -> RabbitQueue: ...
+    def rabbit_deadletter_queue(self) -> RabbitQueue: ...
+
+
+async def _declare_nats(broker: NatsBroker, places: DurablePlaces) -> None:
     await broker.connect()
     js = broker.config.connection_state.stream
-    for stream in (destination.jstream(), destination.deadletter_jstream()):
+    for stream in (places.jstream(), places.deadletter_jstream()):
         try:
             await js.add_stream(config=stream.config, subjects=list(stream.subjects))
         except BadRequestError as error:
@@ -107,33 +123,39 @@ async def _declare_nats(broker: NatsBroker, destination: EventsDestination) -> N
                 raise
 
 
-async def _declare_rabbit(broker: RabbitBroker, destination: EventsDestination) -> None:
+async def _declare_rabbit(broker: RabbitBroker, places: DurablePlaces) -> None:
     await broker.connect()
-    exchange = await broker.declare_exchange(destination.rabbit_exchange())
-    queue = await broker.declare_queue(destination.rabbit_queue())
-    await queue.bind(exchange, routing_key=f"{destination.prefix}.#")
-    await broker.declare_queue(destination.rabbit_deadletter_queue())
+    exchange = await broker.declare_exchange(places.rabbit_exchange())
+    queue = await broker.declare_queue(places.rabbit_queue())
+    await queue.bind(exchange, routing_key=f"{places.prefix}.#")
+    await broker.declare_queue(places.rabbit_deadletter_queue())
 
 
-async def _declare_redis(broker: RedisBroker, destination: EventsDestination) -> None:
+async def _declare_redis(broker: RedisBroker, places: DurablePlaces) -> None:
     client: Any = await broker.connect()
     try:
+        # Created at "0" here, not by FastStream: see the module's docstring.
         await client.xgroup_create(
-            name=destination.redis_stream, groupname=destination.durable, id="0", mkstream=True
+            name=places.redis_stream, groupname=places.durable, id="0", mkstream=True
         )
     except ResponseError as error:
         if "BUSYGROUP" not in str(error):
             raise
 
 
-async def declare_events(broker: AnyBroker, destination: EventsDestination) -> None:
-    """Declare the durable destination (idempotent); Kafka topics are auto-created."""
+async def declare_places(broker: AnyBroker, places: DurablePlaces) -> None:
+    """Declare durable places (idempotent); Kafka topics are auto-created."""
     if isinstance(broker, NatsBroker):
-        await _declare_nats(broker, destination)
+        await _declare_nats(broker, places)
     elif isinstance(broker, RabbitBroker):
-        await _declare_rabbit(broker, destination)
+        await _declare_rabbit(broker, places)
     elif isinstance(broker, RedisBroker):
-        await _declare_redis(broker, destination)
+        await _declare_redis(broker, places)
+
+
+async def declare_events(broker: AnyBroker, destination: EventsDestination) -> None:
+    """Declare where relief.events live (idempotent)."""
+    await declare_places(broker, destination)
 
 
 class Publisher(Protocol):
