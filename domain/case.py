@@ -486,16 +486,7 @@ class Case(Aggregate):
         by: Provenance,
     ) -> None:
         """Record a payment of an enrolled programme for one period, once."""
-        self.check_case_is_open()
-        self.check_payable(programme, period, amount_fen)
-        self.trigger_event(
-            Case.Paid,
-            programme=programme.value,
-            period=period,
-            amount_fen=amount_fen,
-            payment_ref=payment_ref,
-            **by.event_fields(),
-        )
+        self._settle(Case.Paid, programme, period, amount_fen, payment_ref, by)
 
     def record_payment_failure(
         self,
@@ -507,10 +498,22 @@ class Case(Aggregate):
         by: Provenance,
     ) -> None:
         """Record that finance could not complete a payment (nothing counts as paid)."""
+        self._settle(Case.PaymentFailed, programme, period, amount_fen, payment_ref, by)
+
+    def _settle(
+        self,
+        outcome: type[Case.Paid] | type[Case.PaymentFailed],
+        programme: Programme,
+        period: str,
+        amount_fen: int,
+        payment_ref: str,
+        by: Provenance,
+    ) -> None:
+        # A failed payment is checked like a payment: it must be one that could be made.
         self.check_case_is_open()
         self.check_payable(programme, period, amount_fen)
         self.trigger_event(
-            Case.PaymentFailed,
+            outcome,
             programme=programme.value,
             period=period,
             amount_fen=amount_fen,
