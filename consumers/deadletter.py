@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from faststream.kafka import KafkaBroker
-from faststream.nats import JStream, NatsBroker
-from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.nats import NatsBroker
+from faststream.rabbit import RabbitBroker
 from faststream.redis import RedisBroker
 
 from consumers.brokers import AnyBroker
-from consumers.streams import declare_places
+from consumers.streams import Places, declare_places
 
 __all__ = [
     "DETAIL",
@@ -61,43 +61,18 @@ _DETAIL_LIMIT = 1000
 
 
 @dataclass(frozen=True)
-class IntakePlaces:
+class IntakePlaces(Places):
     """Names of the intake's places on a broker; tests use unique ones to stay apart."""
 
     prefix: str = "relief.upstream"
-    deadletter: str = "relief.deadletter.upstream"
     stream: str = "RELIEF_UPSTREAM"
+    deadletter: str = "relief.deadletter.upstream"
     durable: str = "jiuzhu-intake"
 
     def __post_init__(self) -> None:
         if self.deadletter.startswith(f"{self.prefix}."):
             msg = f"dead letters on {self.deadletter} would be read again under {self.prefix}.>"
             raise ValueError(msg)
-
-    def jstream(self) -> JStream:
-        """The JetStream stream upstream systems publish into."""
-        return JStream(self.stream, subjects=[f"{self.prefix}.>"], declare=False)
-
-    def deadletter_jstream(self) -> JStream:
-        """The JetStream stream keeping the intake's dead letters."""
-        return JStream(f"{self.stream}_DEADLETTER", subjects=[self.deadletter], declare=False)
-
-    def rabbit_exchange(self) -> RabbitExchange:
-        """The topic exchange upstream systems publish to (routing key = subject)."""
-        return RabbitExchange(self.prefix, type=ExchangeType.TOPIC, durable=True)
-
-    def rabbit_queue(self) -> RabbitQueue:
-        """The intake's durable queue, bound to every type under the prefix."""
-        return RabbitQueue(self.stream, durable=True, routing_key=f"{self.prefix}.#")
-
-    def rabbit_deadletter_queue(self) -> RabbitQueue:
-        """A durable queue keeping dead letters (default exchange, routing key = its name)."""
-        return RabbitQueue(self.deadletter, durable=True)
-
-    @property
-    def redis_stream(self) -> str:
-        """The Redis stream key: one stream for every type (the type is in the envelope)."""
-        return self.prefix
 
 
 async def declare_intake(broker: AnyBroker, places: IntakePlaces) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "EventsDestination",
     "KafkaPublisher",
     "NatsPublisher",
+    "Places",
     "Publisher",
     "RabbitPublisher",
     "RedisPublisher",
@@ -42,13 +43,48 @@ DEADLETTER_REASON = "deadletter-reason"
 
 
 @dataclass(frozen=True)
-class EventsDestination:
+class Places:
+    """Where a flow of messages lives on each broker: the events' and the intake's alike."""
+
+    prefix: str
+    stream: str
+    deadletter: str
+    durable: str
+
+    def jstream(self) -> JStream:
+        """The JetStream stream over every subject under the prefix."""
+        return JStream(self.stream, subjects=[f"{self.prefix}.>"], declare=False)
+
+    def deadletter_jstream(self) -> JStream:
+        """The JetStream stream keeping the dead letters."""
+        return JStream(f"{self.stream}_DEADLETTER", subjects=[self.deadletter], declare=False)
+
+    def rabbit_exchange(self) -> RabbitExchange:
+        """The topic exchange publishers send to (routing key = subject)."""
+        return RabbitExchange(self.prefix, type=ExchangeType.TOPIC, durable=True)
+
+    def rabbit_queue(self) -> RabbitQueue:
+        """The single durable queue, bound to every subject under the prefix."""
+        return RabbitQueue(self.stream, durable=True, routing_key=f"{self.prefix}.#")
+
+    def rabbit_deadletter_queue(self) -> RabbitQueue:
+        """A durable queue keeping dead letters (default exchange, routing key = its name)."""
+        return RabbitQueue(self.deadletter, durable=True)
+
+    @property
+    def redis_stream(self) -> str:
+        """The Redis stream key (also the Kafka topic): one for the whole flow."""
+        return self.prefix
+
+
+@dataclass(frozen=True)
+class EventsDestination(Places):
     """Names of the relief.events destination; tests use unique ones to stay apart."""
 
     prefix: str = EVENTS_PREFIX
     stream: str = "RELIEF_EVENTS"
-    durable: str = "projector"
     deadletter: str = "relief.deadletter.events"
+    durable: str = "projector"
     # Redeliveries of the same event id within this window are dropped by NATS.
     duplicate_window: float = 120.0
 
@@ -58,7 +94,7 @@ class EventsDestination:
         return [f"{self.prefix}.>"]
 
     def jstream(self) -> JStream:
-        """The JetStream stream holding relief.events."""
+        """The JetStream stream holding relief.events, with its duplicate window."""
         return JStream(
             self.stream,
             subjects=self.nats_subjects,
@@ -66,45 +102,8 @@ class EventsDestination:
             declare=False,  # declared by declare_events, before publishing or consuming
         )
 
-    def deadletter_jstream(self) -> JStream:
-        """The JetStream stream keeping dead-lettered relief.events messages."""
-        return JStream(f"{self.stream}_DEADLETTER", subjects=[self.deadletter], declare=False)
 
-    def rabbit_exchange(self) -> RabbitExchange:
-        """The topic exchange the relay publishes to (routing key = subject)."""
-        return RabbitExchange(self.prefix, type=ExchangeType.TOPIC, durable=True)
-
-    def rabbit_queue(self) -> RabbitQueue:
-        """The projector's single durable queue, bound to every subject under the prefix."""
-        return RabbitQueue(self.stream, durable=True, routing_key=f"{self.prefix}.#")
-
-    def rabbit_deadletter_queue(self) -> RabbitQueue:
-        """A durable queue keeping dead letters (default exchange, routing key = its name)."""
-        return RabbitQueue(self.deadletter, durable=True)
-
-    @property
-    def redis_stream(self) -> str:
-        """The Redis stream key (also the Kafka topic)."""
-        return self.prefix
-
-
-class DurablePlaces(Protocol):
-    """Where a flow of messages lives on each broker: the events' and the intake's alike."""
-
-    @property
-    def prefix(self) -> str: ...
-    @property
-    def durable(self) -> str: ...
-    @property
-    def redis_stream(self) -> str: ...
-    def jstream(self) -> JStream: ...
-    def deadletter_jstream(self) -> JStream: ...
-    def rabbit_exchange(self) -> RabbitExchange: ...
-    def rabbit_queue(self) -> RabbitQueue: ...
-    def rabbit_deadletter_queue(self) -> RabbitQueue: ...
-
-
-async def _declare_nats(broker: NatsBroker, places: DurablePlaces) -> None:
+async def _declare_nats(broker: NatsBroker, places: Places) -> None:
     await broker.connect()
     js = broker.config.connection_state.stream
     for stream in (places.jstream(), places.deadletter_jstream()):
@@ -123,7 +122,7 @@ async def _declare_nats(broker: NatsBroker, places: DurablePlaces) -> None:
                 raise
 
 
-async def _declare_rabbit(broker: RabbitBroker, places: DurablePlaces) -> None:
+async def _declare_rabbit(broker: RabbitBroker, places: Places) -> None:
     await broker.connect()
     exchange = await broker.declare_exchange(places.rabbit_exchange())
     queue = await broker.declare_queue(places.rabbit_queue())
@@ -131,7 +130,7 @@ async def _declare_rabbit(broker: RabbitBroker, places: DurablePlaces) -> None:
     await broker.declare_queue(places.rabbit_deadletter_queue())
 
 
-async def _declare_redis(broker: RedisBroker, places: DurablePlaces) -> None:
+async def _declare_redis(broker: RedisBroker, places: Places) -> None:
     client: Any = await broker.connect()
     try:
         # Created at "0" here, not by FastStream: see the module's docstring.
@@ -143,7 +142,7 @@ async def _declare_redis(broker: RedisBroker, places: DurablePlaces) -> None:
             raise
 
 
-async def declare_places(broker: AnyBroker, places: DurablePlaces) -> None:
+async def declare_places(broker: AnyBroker, places: Places) -> None:
     """Declare durable places (idempotent); Kafka topics are auto-created."""
     if isinstance(broker, NatsBroker):
         await _declare_nats(broker, places)
