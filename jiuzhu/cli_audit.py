@@ -72,6 +72,18 @@ def open_audited(settings: Settings) -> Iterator[AuditedCaseWork]:
         yield casework
 
 
+@contextmanager
+def reading_histories(
+    actor: str | None, role: str | None
+) -> Iterator[tuple[AuditedCaseWork, bool]]:
+    """The audited CaseWork for someone allowed to read histories; may they see personal data."""
+    settings = load_settings()
+    person = who(settings, actor, role)
+    with open_audited(settings) as casework:
+        checked = casework.authorise_read(person.actor, person.role, "read_history")
+        yield casework, may_read(checked, "read_personal_data")
+
+
 def _trusted_keys(settings: Settings, extra: list[Path] | None) -> dict[str, Ed25519PublicKey]:
     keys = [load_public_key(path) for path in extra or ()]
     own = signing_key_path(settings)
@@ -134,17 +146,9 @@ def history(
     role: RoleOpt = None,
 ) -> None:
     """Every event of a case: version, type, business and recorded time, who, why, cause."""
-    settings = load_settings()
-    person = who(settings, actor, role)
     moment = parse_moment(as_of) if as_of else None
-    with open_audited(settings) as casework:
-        checked = casework.authorise_read(person.actor, person.role, "read_history")
-        entries = case_history(
-            casework,
-            parse_case_id(case_id),
-            as_of=moment,
-            personal=may_read(checked, "read_personal_data"),
-        )
+    with reading_histories(actor, role) as (casework, personal):
+        entries = case_history(casework, parse_case_id(case_id), as_of=moment, personal=personal)
     _show(entries, fmt, f"case {case_id}")
 
 
@@ -157,13 +161,8 @@ def household(
     role: RoleOpt = None,
 ) -> None:
     """The household's whole assistance chain across its cases."""
-    settings = load_settings()
-    person = who(settings, actor, role)
-    with open_audited(settings) as casework:
-        checked = casework.authorise_read(person.actor, person.role, "read_history")
-        entries = household_history(
-            casework, household_id, personal=may_read(checked, "read_personal_data")
-        )
+    with reading_histories(actor, role) as (casework, personal):
+        entries = household_history(casework, household_id, personal=personal)
     _show(entries, fmt, f"household {household_id}")
 
 
@@ -176,11 +175,8 @@ def trace_command(
     role: RoleOpt = None,
 ) -> None:
     """Everything one upstream message or one command caused, across cases."""
-    settings = load_settings()
-    person = who(settings, actor, role)
-    with open_audited(settings) as casework:
-        checked = casework.authorise_read(person.actor, person.role, "read_history")
-        entries = trace(casework, correlation_id, personal=may_read(checked, "read_personal_data"))
+    with reading_histories(actor, role) as (casework, personal):
+        entries = trace(casework, correlation_id, personal=personal)
     if not entries:
         raise fail(f"nothing recorded under correlation or causation {correlation_id}")
     _show(entries, fmt, f"trace {correlation_id}")
