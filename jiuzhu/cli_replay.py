@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.progress import (
@@ -24,6 +24,8 @@ from projections.compare import Difference
 from projections.rebuild import ReplayResult, rebuild, replay, select_models
 
 __all__ = ["rebuild_command", "replay_command"]
+
+T = TypeVar("T")
 
 Names = Annotated[
     list[str] | None,
@@ -65,23 +67,7 @@ def replay_command(
 
     Exits 0 only when every rebuilt table equals the live one; prints each difference.
     """
-    try:
-        classes = select_models(names or [])
-    except ValueError as error:
-        raise fail(str(error)) from None
-    settings = load_settings()
-    with endpoints(settings) as ends, open_casework(settings, ends.database_url) as app:
-        total = app.recorder.max_notification_id() or 0
-        with _progress(total) as progress:
-            task = progress.add_task("replaying", total=total)
-            result = replay(
-                app,
-                classes,
-                database_url=ends.database_url,
-                schema=schema or settings.db_schema,
-                batch_size=batch_size,
-                progress=lambda n: progress.advance(task, n),
-            )
+    result = _from_the_log(replay, "replaying", names, schema, batch_size)
     _print_result(result)
     if not result.equal:
         raise typer.Exit(1)
@@ -91,6 +77,15 @@ def rebuild_command(
     names: Names = None, schema: Schema = None, batch_size: BatchSize = 10_000
 ) -> None:
     """Rebuild read models from the event log and swap them in atomically; intake goes on."""
+    positions = _from_the_log(rebuild, "rebuilding", names, schema, batch_size)
+    for name, position in positions.items():
+        console.print(f"[green]rebuilt[/] {name} up to event {position:,}")
+
+
+def _from_the_log(
+    work: Callable[..., T], label: str, names: list[str] | None, schema: str | None, batch_size: int
+) -> T:
+    """Run replay or rebuild over the whole notification log, with a progress bar."""
     try:
         classes = select_models(names or [])
     except ValueError as error:
@@ -99,8 +94,8 @@ def rebuild_command(
     with endpoints(settings) as ends, open_casework(settings, ends.database_url) as app:
         total = app.recorder.max_notification_id() or 0
         with _progress(total) as progress:
-            task = progress.add_task("rebuilding", total=total)
-            positions = rebuild(
+            task = progress.add_task(label, total=total)
+            return work(
                 app,
                 classes,
                 database_url=ends.database_url,
@@ -108,8 +103,6 @@ def rebuild_command(
                 batch_size=batch_size,
                 progress=lambda n: progress.advance(task, n),
             )
-    for name, position in positions.items():
-        console.print(f"[green]rebuilt[/] {name} up to event {position:,}")
 
 
 def _print_result(result: ReplayResult) -> None:
