@@ -1,23 +1,32 @@
 """Benchmark: the broker pipeline on NATS JetStream, each figure beside a raw baseline, same run.
 
 Run: .venv/bin/python -m bench.bench_pipeline [--database-url URL] [--nats-url URL]
-     [--events N] [--lag-seconds S] [--rate R]
+     [--events N] [--lag-seconds S] [--rate R] [--lag-only] [--one-process]
 
 (a) relay: the event store's log into JetStream (events/s) beside raw nats-py publishing of
     the same messages, 500 in flight; (b) projector: the same stream into case_status (and
     into every read model, as `jiuzhu serve` runs it) beside a raw nats-py pull consume of the
     same messages; (c) end-to-end lag from an upstream publish to its case_status row, p50 and
-    p99, at a steady rate, through `jiuzhu.serve.Service` (intake + relay + projector).
+    p99, at a steady rate, with `jiuzhu serve intake`, `relay` and `projector` running as
+    three OS processes as docker-compose.yml deploys them (--one-process: also as one
+    `jiuzhu.serve.Service` inside this interpreter, sharing one GIL).
 Events are written by `bootstrap.casework()` as shipped (audit chain, sealed personal data).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import base64
 import contextlib
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -29,6 +38,7 @@ import orjson
 import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
+from pydantic import SecretStr
 
 from bench.common import (
     Row,
@@ -51,7 +61,7 @@ from consumers.streams import BrokerDeadLetterer, EventsDestination, declare_eve
 from domain.application import CaseWork
 from jiuzhu.bootstrap import casework
 from jiuzhu.logging import configure_logging, quiet_access_log
-from jiuzhu.serve import ServeSettings, Service
+from jiuzhu.serve import COMPONENTS, ServeSettings, Service
 from jiuzhu.settings import Settings
 from projections.base import ReadModel, read_model_datastore
 from projections.case_status import CaseStatus
@@ -283,40 +293,194 @@ class Lag:
         return f"{'>= ' if at_least else ''}{self.figure(q):,.0f} ms"
 
 
+class Lagging(ABC):
+    """Where the pipeline under test runs: ready on entry, stopped and cleaned up on exit."""
+
+    def __init__(self, database_url: str, nats_url: str, schema: str, data_dir: Path) -> None:
+        tag = uuid4().hex[:8]
+        self.database_url, self.nats_url, self.schema = database_url, nats_url, schema
+        self.data_dir = data_dir
+        self.options = ServeSettings(
+            events_prefix=f"b{tag}.events",
+            events_stream=f"B{tag}".upper(),
+            events_deadletter=f"b{tag}.deadletter.events",
+            upstream_prefix=f"b{tag}.upstream",
+            upstream_stream=f"B{tag}_UP".upper(),
+            upstream_deadletter=f"b{tag}.deadletter.upstream",
+            upstream_durable=f"b{tag}-intake",
+            health_port=0,
+        )
+        self.prefix = f"LAG-{tag}-"
+        self.settings = Settings(
+            database_url=database_url,
+            broker_url=nats_url,
+            db_schema=schema,
+            data_dir=data_dir,
+            master_key=SecretStr(base64.b64encode(os.urandom(32)).decode()),
+        )
+
+    @property
+    def streams(self) -> list[str]:
+        events, upstream = self.options.events_stream, self.options.upstream_stream
+        return [events, f"{events}_DEADLETTER", upstream, f"{upstream}_DEADLETTER"]
+
+    @abstractmethod
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """The pipeline, consuming once entered; stopped and its streams deleted on exit."""
+
+
+class InOneProcess(Lagging):
+    """intake + relay + projector as one `Service` in this interpreter (one GIL)."""
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        service = Service(
+            set(COMPONENTS),
+            database_url=self.database_url,
+            broker_url=self.nats_url,
+            settings=self.settings,
+            options=self.options,
+        )
+        try:
+            async with service:
+                await until(lambda: service.health.report()[0], timeout=60)
+                yield
+        finally:
+            await delete_streams(self.nats_url, *self.streams)
+
+
+class AsDeployed(Lagging):
+    """`jiuzhu serve intake|relay|projector` as three OS processes, as docker-compose.yml."""
+
+    def __init__(self, database_url: str, nats_url: str, schema: str, data_dir: Path) -> None:
+        super().__init__(database_url, nats_url, schema, data_dir)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports: dict[str, int] = {}
+
+    def environment(self, component: str) -> dict[str, str]:
+        """The JIUZHU_* variables one process reads (Settings and ServeSettings)."""
+        settings, options = self.settings, self.options
+        assert settings.master_key is not None
+        env = {
+            **os.environ,
+            "JIUZHU_DATABASE_URL": self.database_url,
+            "JIUZHU_BROKER_URL": self.nats_url,
+            "JIUZHU_DB_SCHEMA": self.schema,
+            "JIUZHU_DATA_DIR": str(self.data_dir),
+            "JIUZHU_MASTER_KEY": settings.master_key.get_secret_value(),
+            "JIUZHU_LOG_JSON": "true",  # as compose: JSON lines, INFO, into a file here
+        }
+        for name, value in options.model_dump().items():
+            env[f"JIUZHU_{name.upper()}"] = "" if value is None else str(value)
+        env["JIUZHU_HEALTH_PORT"] = str(self.ports[component])
+        return env
+
+    def log(self, component: str) -> Path:
+        return self.data_dir / f"{component}.log"
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        # Tables and keys made once here: three processes creating them at once would race.
+        casework(self.database_url, schema=self.schema, settings=self.settings).close()
+        try:
+            for component in COMPONENTS:
+                self.ports[component] = free_port()
+                with self.log(component).open("wb") as out:
+                    self.processes[component] = subprocess.Popen(
+                        [*serve_command(), component],
+                        env=self.environment(component),
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+            for component in COMPONENTS:
+                await self.until_healthy(component)
+            yield
+        finally:
+            await asyncio.to_thread(self.stop)
+            await delete_streams(self.nats_url, *self.streams)
+
+    async def until_healthy(self, component: str, timeout: float = 60.0) -> None:
+        """Until its /health answers 200 (consuming, not only connected)."""
+        deadline = time.monotonic() + timeout
+        while not await healthy(self.ports[component]):
+            if self.processes[component].poll() is not None or time.monotonic() > deadline:
+                tail = self.log(component).read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"jiuzhu serve {component} did not become healthy:\n{tail}")
+            await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM each (finish the batch in hand), SIGKILL what is still there after 20 s."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+def serve_command() -> list[str]:
+    """The installed `jiuzhu serve` (as the image runs it), else the module."""
+    script = Path(sys.executable).with_name("jiuzhu")
+    if script.exists():
+        return [str(script), "serve"]
+    return [sys.executable, "-m", "jiuzhu.cli_serve"]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a process's /health."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def healthy(port: int) -> bool:
+    """Whether a process's /health answers 200."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    try:
+        writer.write(b"GET /health HTTP/1.0\r\n\r\n")
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 5.0)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+    return b" 200 " in status
+
+
+TOPOLOGIES: dict[str, type[Lagging]] = {"processes": AsDeployed, "one process": InOneProcess}
+
+
 async def end_to_end_lag(
-    database_url: str, nats_url: str, seconds: float, per_second: int, drain: float
+    database_url: str,
+    nats_url: str,
+    seconds: float,
+    per_second: int,
+    drain: float,
+    topology: str = "processes",
 ) -> Lag:
-    """Lag from upstream publish to case_status row at a steady rate, through Service."""
-    tag = uuid4().hex[:8]
-    options = ServeSettings(
-        events_prefix=f"b{tag}.events",
-        events_stream=f"B{tag}".upper(),
-        events_deadletter=f"b{tag}.deadletter.events",
-        upstream_prefix=f"b{tag}.upstream",
-        upstream_stream=f"B{tag}_UP".upper(),
-        upstream_deadletter=f"b{tag}.deadletter.upstream",
-        upstream_durable=f"b{tag}-intake",
-        health_port=0,
-    )
-    prefix = f"LAG-{tag}-"
+    """Lag from upstream publish to case_status row at a steady rate.
+
+    topology "processes": `jiuzhu serve intake`, `relay` and `projector` as three OS
+    processes, as deployed; "one process": the three in one `Service` in this interpreter.
+    """
     count = int(seconds * per_second)
     published: dict[str, float] = {}
     with fresh_schema(database_url, "bench_lag") as schema, TemporaryDirectory() as data_dir:
-        settings = Settings(database_url=database_url, db_schema=schema, data_dir=Path(data_dir))
-        service = Service(
-            {"intake", "relay", "projector"},
-            database_url=database_url,
-            broker_url=nats_url,
-            settings=settings,
-            options=options,
-        )
+        pipeline = TOPOLOGIES[topology](database_url, nats_url, schema, Path(data_dir))
+        prefix = pipeline.prefix
         watcher = RowWatcher(database_url, schema, prefix)
         try:
-            async with service:
+            async with pipeline.running():
                 watcher.start()
                 client = await nats.connect(nats_url)
                 js = client.jetstream()
-                subject = f"{options.upstream_prefix}.monitoring.alert"
+                subject = f"{pipeline.options.upstream_prefix}.monitoring.alert"
                 started = time.perf_counter()
                 for number in range(count):
                     due = started + number / per_second
@@ -333,13 +497,6 @@ async def end_to_end_lag(
         finally:
             watcher.done.set()
             watcher.join(5)
-            await delete_streams(
-                nats_url,
-                options.events_stream,
-                f"{options.events_stream}_DEADLETTER",
-                options.upstream_stream,
-                f"{options.upstream_stream}_DEADLETTER",
-            )
     seen = watcher.seen
     lags = [(seen.get(h, ended) - t) * 1000 for h, t in published.items()]
     last_row = max(seen.values(), default=started)
@@ -419,9 +576,42 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--steady-rate", type=int, default=20, help="a rate the pipeline carries, for its lag"
     )
     parser.add_argument("--steady-seconds", type=float, default=10.0)
+    parser.add_argument("--lag-only", action="store_true", help="skip relay/projector rates")
+    parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="also measure the lag with the three parts in this one process",
+    )
     args = parser.parse_args(argv)
     configure_logging(json=False, level=30)  # warnings and errors only
     console.print(machine(args.database_url))
+    rows: list[Row] = []
+    targets: list[Target] = []
+    if not args.lag_only:
+        rows, targets = relay_and_projector(args)
+    topologies = ["processes", "one process"] if args.one_process else ["processes"]
+    for topology in topologies:
+        for per_second, seconds in (
+            (args.rate, args.lag_seconds),
+            (args.steady_rate, args.steady_seconds),
+        ):
+            lag = asyncio.run(
+                end_to_end_lag(
+                    args.database_url, args.nats_url, seconds, per_second, args.drain, topology
+                )
+            )
+            lag_rows, target = lag_figures(
+                lag, topology, args.drain, headline=per_second == args.rate
+            )
+            rows.extend(lag_rows)
+            if target is not None and topology == "processes":
+                targets.append(target)
+    print_table("Broker pipeline on NATS JetStream (same run)", rows)
+    print_targets(targets)
+
+
+def relay_and_projector(args: argparse.Namespace) -> tuple[list[Row], list[Target]]:
+    """(a) and (b): histories written as shipped, then relayed and projected."""
     with fresh_schema(args.database_url, "bench_pipe") as schema, TemporaryDirectory() as keys:
         settings = Settings(database_url=args.database_url, db_schema=schema, data_dir=Path(keys))
         app = casework(args.database_url, schema=schema, settings=settings)
@@ -429,36 +619,34 @@ def main(argv: Sequence[str] | None = None) -> None:
         events = generate(app, args.events, cohort=500, save_every=1000)
         console.print(f"{events:,} events written in {time.perf_counter() - started:.1f} s")
         try:
-            rows, targets = asyncio.run(throughput(app, args.database_url, args.nats_url))
+            return asyncio.run(throughput(app, args.database_url, args.nats_url))
         finally:
             app.close()
-    for per_second, seconds, drain in (
-        (args.rate, args.lag_seconds, args.drain),
-        (args.steady_rate, args.steady_seconds, args.drain),
-    ):
-        lag = asyncio.run(
-            end_to_end_lag(args.database_url, args.nats_url, seconds, per_second, drain)
-        )
-        console.print(
-            f"lag at {per_second}/s: p50 {lag.bound(50)}, p99 {lag.bound(99)}, "
-            f"{lag.unseen} of {len(lag.lags)} rows unseen {drain:.0f} s after publishing, "
-            f"pipeline carried {lag.carried:,.0f} messages/s"
-        )
-        for q in (50, 99):
-            rows.append(Row(f"end-to-end lag p{q} at {per_second}/s", lag.figure(q), "ms"))
-        rows.append(Row(f"upstream messages/s carried at {per_second}/s", lag.carried, "msg/s"))
-        if per_second == args.rate:
-            targets.append(
-                Target(
-                    f"end-to-end p99 < {LAG_P99_TARGET_MS:.0f} ms at {per_second} messages/s",
-                    lag.figure(99) < LAG_P99_TARGET_MS and not lag.unseen,
-                    f"p50 {lag.bound(50)}, p99 {lag.bound(99)}; the pipeline carried "
-                    f"{lag.carried:,.0f}/s; {lag.unseen} of {len(lag.lags)} rows not seen "
-                    f"{drain:.0f} s after the last publish",
-                )
-            )
-    print_table("Broker pipeline on NATS JetStream (same run)", rows)
-    print_targets(targets)
+
+
+def lag_figures(
+    lag: Lag, topology: str, drain: float, *, headline: bool
+) -> tuple[list[Row], Target | None]:
+    """A lag run's rows (and, for the target rate, its target), printed as it ends."""
+    rate_ = lag.per_second
+    console.print(
+        f"lag at {rate_}/s ({topology}): p50 {lag.bound(50)}, p99 {lag.bound(99)}, "
+        f"{lag.unseen} of {len(lag.lags)} rows unseen {drain:.0f} s after publishing, "
+        f"pipeline carried {lag.carried:,.0f} messages/s; load average {os.getloadavg()[0]:.1f}"
+    )
+    rows = [
+        Row(f"end-to-end lag p{q} at {rate_}/s ({topology})", lag.figure(q), "ms") for q in (50, 99)
+    ]
+    rows.append(Row(f"upstream messages/s carried at {rate_}/s ({topology})", lag.carried, "msg/s"))
+    if not headline:
+        return rows, None
+    return rows, Target(
+        f"end-to-end p99 < {LAG_P99_TARGET_MS:.0f} ms at {rate_} messages/s ({topology})",
+        lag.figure(99) < LAG_P99_TARGET_MS and not lag.unseen,
+        f"p50 {lag.bound(50)}, p99 {lag.bound(99)}; the pipeline carried "
+        f"{lag.carried:,.0f}/s; {lag.unseen} of {len(lag.lags)} rows not seen "
+        f"{drain:.0f} s after the last publish",
+    )
 
 
 if __name__ == "__main__":
