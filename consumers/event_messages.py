@@ -2,7 +2,8 @@
 
 Body: the stored event's `state` bytes exactly as in the events table. Headers carry the
 rest of the stored event (originator id, version, topic) and what routing and tracing need,
-so the projector rebuilds the domain event with the application's own mapper.
+so the projector gets back the notification log's row and decodes it as a rebuild does
+(projections.decoding).
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from typing import Any
 from uuid import UUID, uuid5
 
 import orjson
-from eventsourcing.persistence import Mapper, Notification, StoredEvent
+from eventsourcing.persistence import Notification
 
-from projections.base import Positioned
+from projections.decoding import LogRow
 
 __all__ = [
     "EVENTS_PREFIX",
     "EventMessage",
     "UndecodableEventError",
-    "decode",
     "encode",
     "event_id",
+    "log_row",
     "subject_for",
 ]
 
@@ -118,25 +119,18 @@ def encode(notification: Notification, *, prefix: str = EVENTS_PREFIX) -> EventM
     return EventMessage(subject, notification.state, headers, notification.id, case_id)
 
 
-def decode(headers: Mapping[str, Any], body: bytes, mapper: Mapper[UUID]) -> Positioned:
-    """The domain event and its notification id, or UndecodableEventError saying why."""
+def log_row(headers: Mapping[str, Any], body: bytes) -> LogRow:
+    """The notification-log row a message carries, or UndecodableEventError saying why."""
     try:
-        stored = StoredEvent(
-            originator_id=UUID(str(headers[CASE_ID])),
-            originator_version=int(headers[VERSION]),
-            topic=str(headers[TOPIC]),
-            state=bytes(body),
+        return (
+            int(headers[NOTIFICATION_ID]),
+            UUID(str(headers[CASE_ID])),
+            int(headers[VERSION]),
+            str(headers[TOPIC]),
+            bytes(body),
         )
-        notification_id = int(headers[NOTIFICATION_ID])
-    except KeyError as missing:
-        raise UndecodableEventError(f"header {missing} is missing") from None
+    except KeyError:
+        missing = [h for h in (NOTIFICATION_ID, CASE_ID, VERSION, TOPIC) if h not in headers]
+        raise UndecodableEventError(f"headers missing: {', '.join(missing)}") from None
     except (TypeError, ValueError) as bad:
         raise UndecodableEventError(f"bad header: {bad}") from None
-    try:
-        event = mapper.to_domain_event(stored)
-    except Exception as error:  # any failure of the mapper means the message is unusable
-        raise UndecodableEventError(
-            f"cannot rebuild {stored.topic} v{stored.originator_version}: "
-            f"{type(error).__name__}: {error}"
-        ) from None
-    return event, notification_id

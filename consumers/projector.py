@@ -1,6 +1,6 @@
 """The projector: a durable, ordered consumer of relief.events feeding every read model.
 
-Each batch is decoded back into domain events with the application's mapper and applied
+Each batch is decoded back into domain events as a rebuild decodes them and applied
 to every read model of projections.registry (one transaction per read model, tracking
 inside it), then acknowledged. Redelivered events are at or below a read model's tracked
 position and change nothing. A message that cannot be decoded is dead-lettered with the
@@ -33,9 +33,11 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from consumers.brokers import AnyBroker
-from consumers.event_messages import UndecodableEventError, decode
+from consumers.event_messages import UndecodableEventError, log_row
+from consumers.nats_pull import ConsumerGoneError, Puller
 from consumers.streams import EventsDestination
-from projections.base import Positioned, ReadModel
+from projections.base import LogBatch, Positioned, ReadModel
+from projections.decoding import EventDecoder, LogRow
 
 __all__ = [
     "DeadLetterer",
@@ -96,8 +98,9 @@ class Projector:
         application_name: str,
         deadletter: DeadLetterer,
     ) -> None:
-        self.mapper = mapper
         self.read_models = list(read_models)
+        # Decoded as a rebuild decodes: only what the read models use; personal data sealed.
+        self.decoder = EventDecoder(mapper, [type(model) for model in self.read_models])
         self.application_name = application_name
         self.deadletter = deadletter
         self.stats = ProjectorStats()
@@ -118,18 +121,37 @@ class Projector:
             raise StoppingError
         async with self._busy:
             self.stats.received += len(batch)
-            events: list[Positioned] = []
+            rows: dict[int, tuple[LogRow, Incoming]] = {}
             for headers, body in batch:
                 try:
-                    events.append(decode(headers, body, self.mapper))
+                    row = log_row(headers, body)
                 except UndecodableEventError as error:
                     await self._dead_letter(headers, body, str(error))
+                    continue
+                rows.setdefault(row[0], (row, (headers, body)))  # a repeat is the same event
             # Brokers deliver in order; sorting guards the skip-by-position within a batch.
-            events.sort(key=lambda positioned: positioned[1])
+            events = await self._decode([rows[position] for position in sorted(rows)])
             if events:
                 await self._apply(events)
             self.stats.batches += 1
             self.stats.heartbeat = time.monotonic()
+
+    async def _decode(self, rows: list[tuple[LogRow, Incoming]]) -> LogBatch:
+        """The batch's events as a rebuild decodes them; a message that fails is dead-lettered."""
+        if not rows:
+            return LogBatch()
+        try:
+            return self.decoder.decode([row for row, _ in rows])
+        except Exception:  # some message is bad: find it, one at a time
+            pass
+        events = LogBatch()
+        for row, (headers, body) in rows:
+            try:
+                events += self.decoder.decode([row])
+            except Exception as error:  # any failure to decode means the message is unusable
+                reason = f"cannot rebuild {row[3]} v{row[2]}: {type(error).__name__}: {error}"
+                await self._dead_letter(headers, body, reason)
+        return events
 
     def halt(self, reason: str) -> None:
         """Take no more batches after one failed in an unexpected way (a bug, not a fault)."""
@@ -216,18 +238,18 @@ async def _settle(projector: Projector, batch: Sequence[Incoming]) -> bool:
 
 
 class NatsFeed(Feed):
-    """A durable JetStream pull consumer read with nats-py, in order, acked after the commit.
+    """A durable JetStream pull consumer, read in order and acked after the commit.
 
-    The next batch is fetched while the previous one is applied (one batch ahead, never
-    applied out of turn). A fetch returns what the stream holds at once; a batch that
+    Messages arrive through a Puller (consumers.nats_pull) while the previous batch is
+    applied, and are applied one batch after another, never out of turn. A batch that
     starts with a lone message waits up to BATCH_LINGER_SECONDS for company, then is topped
     up with what arrived while the previous batch was applied. The consumer acks all up to
     a message (AckPolicy.ALL), so one ack per batch.
 
-    Messages the broker handed to a fetch that gave up (or to a killed predecessor) come
-    back only after ack_wait, while newer ones flow at once: applied first, those would
-    make the late ones look already applied. So the feed checks that stream sequences
-    follow on, and on a gap restarts the durable consumer at the first missing one.
+    Messages the broker handed out before a fault (or to a killed predecessor) come back
+    only after ack_wait, while newer ones flow at once: applied first, those would make the
+    late ones look already applied. So the feed checks that stream sequences follow on,
+    and on a gap restarts the durable consumer at the first missing one.
     """
 
     def __init__(
@@ -244,6 +266,7 @@ class NatsFeed(Feed):
         self.config = config
         self.batch_size = batch_size
         self.expected: int | None = None  # stream sequence of the next message to take
+        self.puller: Puller | None = None  # pulls the current incarnation of the consumer
         self.task: asyncio.Task[None] | None = None
         self.applying: asyncio.Task[bool] | None = None
         self.failing = False  # the last turn failed (broker unreachable, consumer gone)
@@ -260,18 +283,16 @@ class NatsFeed(Feed):
         await self._restart_at(max(floor, 0) + 1)
 
     async def start(self) -> None:
-        subscription = await self._js().pull_subscribe_bind(
-            durable=self.destination.durable, stream=self.destination.stream
-        )
-        self.task = asyncio.create_task(self._run(subscription))
+        self.task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        """After the projector drained: the batch in hand is acked, the fetching ends."""
+        """After the projector drained: the batch in hand is acked, the pulling ends."""
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         if self.applying is not None:
             await asyncio.gather(self.applying, return_exceptions=True)
+        await self._close_puller()
 
     def consuming(self) -> bool:
         return self.task is not None and not self.task.done() and not self.failing
@@ -279,6 +300,7 @@ class NatsFeed(Feed):
     async def _restart_at(self, sequence: int) -> None:
         """Recreate the durable consumer so that delivery resumes, in order, at a sequence."""
         js, stream, durable = self._js(), self.destination.stream, self.destination.durable
+        await self._close_puller()  # what the old consumer still sends is not received
         with suppress(NotFoundError):
             await js.delete_consumer(stream, durable)
         config = replace(
@@ -293,30 +315,49 @@ class NatsFeed(Feed):
         await js.add_consumer(stream, config=config)
         log.info("durable consumer (re)started", stream_sequence=sequence)
         self.expected = sequence
+        self.puller = await Puller.open(
+            self.broker.config.connection_state.connection,
+            stream,
+            durable,
+            batch=self.batch_size,
+            expires=IDLE_FETCH_SECONDS,
+        )
 
-    async def _run(self, subscription: Any) -> None:
-        try:
-            while not self.projector.stopping.is_set():
-                try:
-                    await self._turn(subscription)
-                    self.failing = False
-                except Exception as error:  # broker unreachable, consumer gone: start over
-                    self.failing = True
-                    log.warning("relief.events feed fault, resuming", error=repr(error))
-                    await self._resume_after_fault()
-        finally:
-            with suppress(Exception):
-                await subscription.unsubscribe()
+    async def _close_puller(self) -> None:
+        puller, self.puller = self.puller, None
+        if puller is not None:
+            with suppress(Exception):  # the connection may be gone already
+                await puller.close()
 
-    async def _turn(self, subscription: Any) -> None:
-        """Fetch a batch and, once the previous one is applied, apply it."""
-        batch = await self._fetch(subscription, self.batch_size)
-        if not batch or not await self._applied():
+    async def _run(self) -> None:
+        while not self.projector.stopping.is_set():
+            try:
+                await self._turn()
+                self.failing = False
+            except Exception as error:  # broker unreachable, consumer gone: start over
+                self.failing = True
+                log.warning("relief.events feed fault, resuming", error=repr(error))
+                await self._resume_after_fault()
+
+    async def _turn(self) -> None:
+        """Take a batch and, once the previous one is applied, apply it."""
+        if self.puller is None:
+            raise ConsumerGoneError("no consumer to pull from")
+        puller = self.puller
+        batch = await puller.take(
+            self.batch_size, wait=IDLE_FETCH_SECONDS, linger=BATCH_LINGER_SECONDS
+        )
+        if not batch:
+            # Idle, or the consumer is gone (lost with the server's state): the consumer's
+            # info tells (NotFoundError).
+            await self._js().consumer_info(self.destination.stream, self.destination.durable)
+            return
+        if not await self._applied():
             return
         if len(batch) < self.batch_size:
             # Top up with what arrived while the previous batch was applied: under load
             # batches grow with the apply time.
-            batch += await self._fetch_now(subscription, self.batch_size - len(batch))
+            batch += puller.take_ready(self.batch_size - len(batch))
         if await self._follows_on(batch):
             await self._take(batch)
 
@@ -330,32 +371,6 @@ class NatsFeed(Feed):
                 await self.recover()
             else:
                 await self._restart_at(self.expected)
-
-    async def _fetch(self, subscription: Any, up_to: int) -> list[Msg]:
-        """What the stream holds now (up to a batch), or the first message to arrive."""
-        try:
-            first: list[Msg] = await subscription.fetch(1, timeout=IDLE_FETCH_SECONDS)
-        except TimeoutError:  # nats' and asyncio's alike: nothing arrived, ask again
-            # Idle, or the consumer is gone (deleted, lost with the server's state): a
-            # fetch cannot tell these apart, the consumer's info can (NotFoundError).
-            await self._js().consumer_info(self.destination.stream, self.destination.durable)
-            return []
-        # Linger for company: each batch costs a transaction per read model, and those
-        # compete with the intake's commands for the database.
-        return first + await self._fetch_now(subscription, up_to - 1, BATCH_LINGER_SECONDS)
-
-    async def _fetch_now(self, subscription: Any, up_to: int, linger: float = 0.005) -> list[Msg]:
-        """What the stream holds now, up to a number; when fewer, what arrives meanwhile."""
-        # A fetch returns early once the server says "no messages" for now: ask again
-        # until the linger is over or the batch is full.
-        deadline = time.monotonic() + linger
-        more: list[Msg] = []
-        while len(more) < up_to and (remaining := deadline - time.monotonic()) > 0:
-            try:
-                more += await subscription.fetch(up_to - len(more), timeout=remaining)
-            except TimeoutError:
-                break
-        return more
 
     async def _follows_on(self, batch: list[Msg]) -> bool:
         """Whether a batch starts where the last ended; on a gap, restart at the gap."""

@@ -248,3 +248,34 @@ def test_nats_drops_a_republished_window_by_event_id(app: CaseWork, pg_schema: s
             await cleanup(url, destination)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.nats
+def test_nats_projector_recreates_its_deleted_consumer_and_goes_on_exactly(
+    app: CaseWork, pg_schema: str
+) -> None:
+    options = unique_options()
+    destination = options.destination()
+    varied_cases(app)
+    url = "nats://127.0.0.1:4222"
+
+    async def scenario() -> None:
+        try:
+            async with service(app, pg_schema, url, options) as running:
+                await eventually(lambda: caught_up(running, app))
+                broker: Any = make_broker(url)
+                await broker.connect()
+                js = broker.config.connection_state.stream
+                # An operator's mistake, or the server losing its state: the durable is gone.
+                await js.delete_consumer(destination.stream, destination.durable)
+                varied_cases(app, rounds=2)
+                await eventually(lambda: caught_up(running, app))
+                info = await js.consumer_info(destination.stream, destination.durable)
+                assert info.ack_floor.stream_seq == app.recorder.max_notification_id()
+                await broker.stop()
+                assert running.health.report()[0]
+        finally:
+            await cleanup(url, destination)
+
+    asyncio.run(scenario())
+    assert rows_of(pg_schema) == expected_rows(app)

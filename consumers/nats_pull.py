@@ -1,0 +1,143 @@
+"""Pulling a durable JetStream consumer through one inbox, without a task per message.
+
+nats-py's PullSubscription.fetch waits for each message of a batch with next_msg, which
+starts a task and a timer per message: over half of what a projector spent per event on
+this 2-core machine (measured against this puller on the same stream: ~2x the messages/s).
+Here the server's answers to pull requests land on one inbox subscribed with a callback
+(one coroutine call per message, queued in order), and a new request goes out as soon as
+the last one is answered, while the caller applies what already arrived: a prefetch
+bounded by the consumer's max_ack_pending, as nothing is acknowledged before it is applied.
+
+One request is outstanding at a time, so every status the server sends (408 expired,
+404 nothing left, 409 consumer deleted...) answers the current request. A puller lives as
+long as one incarnation of the durable consumer: recreating the consumer means a new
+puller on a new inbox, so late answers to the old one are simply not received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+__all__ = ["ConsumerGoneError", "Puller"]
+
+# A request is answered (messages or a status) well within its expiry; past this much more
+# it was lost (a reconnect drops pending requests) and is asked again.
+LOST_REQUEST_GRACE_SECONDS = 2.0
+
+
+# A 409 status answering a pull request that is not about the consumer being gone (a limit
+# exceeded, a leadership change) asks again after this long.
+RETRY_SECONDS = 0.05
+# 409 descriptions saying this consumer cannot be pulled from any more.
+_GONE = ("Consumer Deleted", "Consumer is push based")
+
+
+class ConsumerGoneError(Exception):
+    """The server answered a pull request with an error status (consumer deleted...)."""
+
+
+class Puller:
+    """Pull requests on a durable consumer, answered into one inbox, taken in batches."""
+
+    def __init__(
+        self, client: Client, stream: str, durable: str, batch: int, expires: float
+    ) -> None:
+        self.client = client
+        self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self.inbox = client.new_inbox()
+        self.request = orjson.dumps({"batch": batch, "expires": int(expires * 1e9)})
+        self.batch, self.expires = batch, expires
+        self.ready: deque[Msg] = deque()
+        self.fault: str | None = None
+        self._owed = 0  # messages the outstanding request may still bring
+        self._asked_at = 0.0
+        self._wanted = 1  # how many ready messages wake the taker
+        self._changed = asyncio.Event()
+        self._subscription: Subscription | None = None
+        self._later: asyncio.TimerHandle | None = None
+        self._asking: asyncio.Future[None] | None = None
+
+    @classmethod
+    async def open(
+        cls, client: Client, stream: str, durable: str, *, batch: int, expires: float
+    ) -> Puller:
+        puller = cls(client, stream, durable, batch, expires)
+        puller._subscription = await client.subscribe(puller.inbox, cb=puller._arrived)
+        await puller._ask()
+        return puller
+
+    async def close(self) -> None:
+        if self._later is not None:
+            self._later.cancel()
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
+            self._subscription = None
+
+    async def take(self, up_to: int, *, wait: float, linger: float) -> list[Msg]:
+        """Up to a number of messages in stream order: [] after `wait` s with none.
+
+        When fewer are ready than asked for, waits up to `linger` s for more to join.
+        Raises ConsumerGoneError when the server said the consumer is gone.
+        """
+        await self._until(1, wait)
+        if self.ready and len(self.ready) < up_to and linger > 0:
+            await self._until(up_to, linger)
+        return self.take_ready(up_to)
+
+    def take_ready(self, up_to: int) -> list[Msg]:
+        """What has arrived, up to a number, without waiting."""
+        if self.fault is not None:
+            raise ConsumerGoneError(self.fault)
+        ready = self.ready
+        return [ready.popleft() for _ in range(min(up_to, len(ready)))]
+
+    async def _until(self, count: int, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while len(self.ready) < count and self.fault is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if time.monotonic() - self._asked_at > self.expires + LOST_REQUEST_GRACE_SECONDS:
+                await self._ask()  # no answer at all: the request was lost
+            self._wanted = count
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, self.expires))
+
+    async def _ask(self) -> None:
+        self._owed, self._asked_at = self.batch, time.monotonic()
+        await self.client.publish(self.next_subject, self.request, reply=self.inbox)
+
+    def _ask_soon(self) -> None:
+        self._asking = asyncio.ensure_future(self._ask())
+
+    async def _arrived(self, msg: Msg) -> None:
+        headers = msg.headers
+        status = headers.get("Status") if headers and not msg.data else None
+        if status is None:
+            self.ready.append(msg)
+            self._owed -= 1
+            if self._owed <= 0:
+                await self._ask()
+        elif status == "100":  # an idle heartbeat: not an answer
+            return
+        elif status in ("404", "408"):  # nothing (more) to give, or expired: ask again
+            await self._ask()
+        else:
+            description = str(headers.get("Description", "")) if headers else ""
+            if status == "409" and not description.startswith(_GONE):
+                # Exceeded limits, leadership change, server shutdown: ask again shortly.
+                self._later = asyncio.get_running_loop().call_later(RETRY_SECONDS, self._ask_soon)
+                return
+            # Consumer deleted, no responders (503)...: the feed recreates the consumer.
+            self.fault = f"{status} {description}".strip()
+        if len(self.ready) >= self._wanted or self.fault is not None:
+            self._changed.set()

@@ -1,0 +1,64 @@
+"""The projector's batches: decoded as a rebuild decodes, bad messages dead-lettered alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from consumers.event_messages import encode
+from consumers.projector import Projector
+from domain.application import CaseWork
+from projections.base import read_model_datastore
+from projections.case_status import CaseStatus
+from tests.conftest import DATABASE_URL
+from tests.test_case_status import expected_rows, table_rows, varied_cases
+
+pytestmark = pytest.mark.postgres
+
+
+class Recorded:
+    """A dead-letter place that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.letters: list[tuple[Mapping[str, Any], bytes, str]] = []
+
+    async def __call__(self, headers: Mapping[str, Any], body: bytes, reason: str) -> None:
+        self.letters.append((headers, body, reason))
+
+
+def test_a_message_whose_event_cannot_be_rebuilt_is_dead_lettered_and_the_rest_applied(
+    app: CaseWork, pg_schema: str
+) -> None:
+    varied_cases(app)
+    notifications = app.recorder.select_notifications(start=1, limit=10_000)
+    messages = [encode(n, prefix="t.events") for n in notifications]
+    broken = next(i for i, m in enumerate(messages) if m.headers["type"] == "Case.Paid")
+    incoming = [(m.headers, m.body) for m in messages]
+    incoming[broken] = (messages[broken].headers, b'{"amount": ')  # cut short in transit
+    model = CaseStatus(read_model_datastore(DATABASE_URL, schema=pg_schema))
+    model.create_table()
+    deadletter = Recorded()
+    projector = Projector(app.mapper, [model], application_name=app.name, deadletter=deadletter)
+
+    # Delivered twice and out of order: each event still applies once, in log order.
+    asyncio.run(projector.project(incoming[::-1] + incoming))
+
+    # Once: its second delivery in the batch is the same notification.
+    ((headers, body, reason),) = deadletter.letters
+    assert body == b'{"amount": '
+    assert headers == messages[broken].headers
+    version = messages[broken].headers["version"]
+    assert reason.startswith(f"cannot rebuild domain.case:Case.Paid v{version}: JSONDecodeError")
+    assert projector.stats.dead_lettered == 1
+    assert model.position(app.name) == notifications[-1].id
+    # Only the lost payment is missing from the case's total.
+    rows, expected = table_rows(model), expected_rows(app)
+    paid_case = notifications[broken].originator_id
+    assert {k: v for k, v in rows.items() if k != paid_case} == {
+        k: v for k, v in expected.items() if k != paid_case
+    }
+    assert rows[paid_case]["payments"] == expected[paid_case]["payments"] - 1
+    model.datastore.close()
