@@ -26,7 +26,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-__all__ = ["ConsumerGoneError", "Puller"]
+__all__ = ["ConsumerGoneError", "Puller", "parse_header_lines"]
 
 # A request is answered (messages or a status) well within its expiry; past this much more
 # it was lost (a reconnect drops pending requests) and is asked again.
@@ -38,6 +38,38 @@ LOST_REQUEST_GRACE_SECONDS = 2.0
 RETRY_SECONDS = 0.05
 # 409 descriptions saying this consumer cannot be pulled from any more.
 _GONE = ("Consumer Deleted", "Consumer is push based")
+
+
+def parse_header_lines(raw: bytes) -> dict[str, str]:
+    """nats-py's Client._parse_header_lines, same results, without a generator per name.
+
+    nats-py checks each header name for whitespace character by character in a generator:
+    with the nine headers of a relief.events message that was 14 us of the ~50 us of CPU
+    the projector spent per event. str.split() splits on exactly the characters
+    str.isspace() accepts, so a name with whitespace splits into other than itself.
+    tests/test_nats_pull.py checks it against nats-py's own on hard cases.
+    """
+    out: dict[str, str] = {}
+    for line in raw.split(b"\r\n"):
+        if not line:
+            continue
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        try:
+            key = name.strip().decode("ascii")
+        except UnicodeDecodeError:
+            continue
+        if key and key.split() != [key]:
+            continue
+        out[key] = value.strip().decode("utf-8", "replace")
+    return out
+
+
+def _parse_headers_faster(client: Client) -> None:
+    """Give a client the faster header parser (kept as is if nats-py no longer has one)."""
+    if callable(getattr(client, "_parse_header_lines", None)):
+        client._parse_header_lines = parse_header_lines  # type: ignore[method-assign]
 
 
 class ConsumerGoneError(Exception):
@@ -70,6 +102,7 @@ class Puller:
         cls, client: Client, stream: str, durable: str, *, batch: int, expires: float
     ) -> Puller:
         puller = cls(client, stream, durable, batch, expires)
+        _parse_headers_faster(client)
         puller._subscription = await client.subscribe(puller.inbox, cb=puller._arrived)
         await puller._ask()
         return puller
