@@ -26,7 +26,6 @@ from jiuzhu.audit.histories import HistoryEntry, case_history, household_history
 from jiuzhu.audit.publish import publish_checkpoints
 from jiuzhu.audit.signing import key_id, load_public_key, signer_from_settings, signing_key_path
 from jiuzhu.audit.verify import count_rows, verify_log
-from jiuzhu.cli_case import parse_case_id, parse_moment
 from jiuzhu.cli_common import (
     ActorOpt,
     RoleOpt,
@@ -34,6 +33,8 @@ from jiuzhu.cli_common import (
     err_console,
     fail,
     load_settings,
+    parse_case_id,
+    parse_moment,
     print_json,
     user_errors,
     who,
@@ -41,7 +42,7 @@ from jiuzhu.cli_common import (
 from jiuzhu.runtime import endpoints, open_casework
 from jiuzhu.settings import Settings
 
-__all__ = ["app", "open_audited"]
+__all__ = ["app", "open_audited", "reading_histories"]
 
 app = typer.Typer(
     help="Audit trail: histories, exports, tamper-evidence checks.", no_args_is_help=True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -10,22 +10,20 @@ import typer
 from rich.table import Table
 
 from domain.case import Case
-from domain.roles import may_read
+from jiuzhu.cli_audit import reading_histories
 from jiuzhu.cli_common import (
     ActorOpt,
     RoleOpt,
-    Who,
     console,
     fail,
-    load_settings,
+    parse_case_id,
+    parse_moment,
     print_json,
     user_errors,
-    who,
 )
-from jiuzhu.narrate import CHINA_TIME, case_view, end_of_day, event_row, yuan
-from jiuzhu.runtime import endpoints, open_casework
+from jiuzhu.narrate import CHINA_TIME, case_view, event_row, yuan
 
-__all__ = ["app", "parse_case_id", "parse_moment"]
+__all__ = ["app"]
 
 app = typer.Typer(help="Look at one case: its state and its history.", no_args_is_help=True)
 
@@ -33,33 +31,11 @@ CaseIdArg = Annotated[str, typer.Argument(metavar="CASE_ID", help="The case's id
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
 
 
-def parse_case_id(text: str) -> UUID:
-    """A case id from the command line, or a one-line error."""
-    try:
-        return UUID(text)
-    except ValueError:
-        raise fail(f"CASE_ID {text!r} is not a case id (a UUID)") from None
-
-
-def parse_moment(text: str) -> datetime:
-    """A date (end of that day, China time) or an ISO date-time, or a one-line error."""
-    try:
-        if len(text) == 10:
-            return end_of_day(date.fromisoformat(text))
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise fail(f"--as-of {text!r} is not a date (YYYY-MM-DD) or date-time (ISO 8601)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=CHINA_TIME)
-
-
 def _load(
-    case_id: UUID, version: int | None, as_of: datetime | None, person: Who
+    case_id: UUID, version: int | None, as_of: datetime | None, actor: str | None, role: str | None
 ) -> tuple[Case, bool]:
     """The case, and whether the person may see its personal data."""
-    settings = load_settings()
-    with endpoints(settings) as ends, open_casework(settings, ends.database_url) as casework:
-        role = casework.authorise_read(person.actor, person.role, "read_history")
-        personal = may_read(role, "read_personal_data")
+    with reading_histories(actor, role) as (casework, personal):
         if as_of is not None:
             return casework.case_as_of(case_id, as_of), personal
         return casework.get_case(case_id, version=version), personal
@@ -78,11 +54,10 @@ def show(
     role: RoleOpt = None,
 ) -> None:
     """Show a case as it stands now, at a version, or as recorded at a date."""
-    person = who(load_settings(), actor, role)
     if version is not None and as_of is not None:
         raise fail("give --version or --as-of, not both")
     moment = parse_moment(as_of) if as_of else None
-    case, with_personal = _load(parse_case_id(case_id), version, moment, person)
+    case, with_personal = _load(parse_case_id(case_id), version, moment, actor, role)
     view = case_view(case, with_personal=with_personal)
     if as_json:
         print_json(view)
@@ -96,10 +71,7 @@ def history(
     case_id: CaseIdArg, as_json: JsonOpt = False, actor: ActorOpt = None, role: RoleOpt = None
 ) -> None:
     """Every event of a case in order: who, why, what caused it, when."""
-    settings = load_settings()
-    person = who(settings, actor, role)
-    with endpoints(settings) as ends, open_casework(settings, ends.database_url) as casework:
-        casework.authorise_read(person.actor, person.role, "read_history")
+    with reading_histories(actor, role) as (casework, _):
         rows = [event_row(e) for e in casework.history(parse_case_id(case_id))]
     if as_json:
         print_json(rows)

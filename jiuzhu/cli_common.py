@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from domain.errors import CaseWorkError
+from jiuzhu.narrate import CHINA_TIME, end_of_day
 from jiuzhu.settings import Settings
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "err_console",
     "fail",
     "load_settings",
+    "parse_case_id",
+    "parse_moment",
     "print_json",
     "user_errors",
     "who",
@@ -48,6 +51,25 @@ def fail(message: str) -> typer.Exit:
     """Print a one-line error and return the exit to raise (status 1)."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
+
+
+def parse_case_id(text: str) -> UUID:
+    """A case id from the command line, or a one-line error."""
+    try:
+        return UUID(text)
+    except ValueError:
+        raise fail(f"CASE_ID {text!r} is not a case id (a UUID)") from None
+
+
+def parse_moment(text: str) -> datetime:
+    """A date (end of that day, China time) or an ISO date-time, or a one-line error."""
+    try:
+        if len(text) == 10:
+            return end_of_day(date.fromisoformat(text))
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise fail(f"--as-of {text!r} is not a date (YYYY-MM-DD) or date-time (ISO 8601)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=CHINA_TIME)
 
 
 def load_settings() -> Settings:
