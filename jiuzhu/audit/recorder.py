@@ -104,6 +104,18 @@ class _Chaining(_Base):
             " %b::bytea[], %b::bytea[], %b::bytea[], %b::text[], %b::text[])"
         )
 
+    def create_table(self) -> None:
+        # The service's processes start together (docker-compose.yml) and each creates the
+        # tables: the library's CREATE OR REPLACE FUNCTION run at once in two sessions fails
+        # with "tuple concurrently updated". One creator at a time per events table.
+        key = f"{self.datastore.schema}.{self.events_table_name}"
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+            try:
+                super().create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
