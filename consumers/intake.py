@@ -33,6 +33,7 @@ which may concern the same household.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -87,6 +88,7 @@ __all__ = [
 ]
 
 log = structlog.get_logger("jiuzhu.intake")
+_stdlib_log = logging.getLogger("jiuzhu.intake")  # where structlog's lines go (its level)
 
 AnyRouter = NatsRouter | RabbitRouter | RedisRouter | KafkaRouter
 
@@ -123,15 +125,15 @@ class IntakeStats:
         default_factory=asyncio.Condition, repr=False, compare=False
     )
 
-    async def count(self, outcome: str, reason: str = "") -> None:
+    async def count(self, outcome: str, reason: str = "", times: int = 1) -> None:
         """Count an outcome: received, applied, no_effect, duplicate, retried, dead_letter."""
         async with self._changed:
             if outcome == "dead_letter":
-                self.dead_lettered[reason] += 1
+                self.dead_lettered[reason] += times
             elif outcome == "duplicate":
-                self.duplicates += 1
+                self.duplicates += times
             else:
-                setattr(self, outcome, getattr(self, outcome) + 1)
+                setattr(self, outcome, getattr(self, outcome) + times)
             self._changed.notify_all()
 
     async def wait_until(self, done: Callable[[IntakeStats], bool], timeout: float) -> None:
@@ -206,7 +208,7 @@ def received(app: CaseWork, message_keys: Sequence[str]) -> set[str]:
     query = SQL("SELECT originator_id FROM {}.{} WHERE originator_id = ANY(%s)").format(
         Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
     )
-    with recorder.datastore.transaction(commit=False) as curs:
+    with recorder.datastore.cursor() as curs:  # autocommit: one round trip
         curs.execute(query, (list(ids),), prepare=True)
         return {ids[row["originator_id"]] for row in curs.fetchall()}
 
@@ -218,18 +220,20 @@ def apply_batch(app: CaseWork, events: Sequence[CloudEvent]) -> list[Outcome]:
     arrival order) and runs in a savepoint: one that fails is undone alone and its error
     is its outcome. Receipts ride in the same save. If the batch cannot be stored (a
     concurrent writer, a receipt stored meanwhile, a database fault), nothing of it is,
-    and the messages run again one at a time as a lone message would.
+    and the messages run again one at a time as a lone message would. A batch of one
+    takes this path too: its reads are one query (receipt, household, case) instead of
+    a query each, and all of its commands are stored with its receipt in one save.
     """
-    if len(events) > 1:
-        try:
-            done = received(app, [event.message_key for event in events])
-            with app.batch() as unit:
-                preload(app, unit, events)
-                outcomes = [_in_unit(app, unit, event, done) for event in events]
-        except Exception as error:
-            log.warning("batch not saved, one message at a time", error=repr(error))
-        else:
-            return outcomes
+    if not events:
+        return []
+    try:
+        with app.batch() as unit:
+            done = preload(app, unit, events)  # the receipts already stored, same query
+            outcomes = [_in_unit(app, unit, event, done) for event in events]
+    except Exception as error:
+        log.warning("batch not saved, one message at a time", error=repr(error))
+    else:
+        return outcomes
     return _one_by_one(app, events)
 
 
@@ -332,8 +336,8 @@ class _Intake:
     async def take(self, deliveries: Sequence[_Delivery]) -> None:
         """Parse, apply the good ones together, then ack, dead-letter or retry each."""
         good: list[tuple[_Delivery, CloudEvent]] = []
+        await self.stats.count("received", times=len(deliveries))
         for delivery in deliveries:
-            await self.stats.count("received")
             try:
                 event = parse_upstream(delivery.body)
                 self._check_subject(delivery.origin, event)
@@ -348,15 +352,26 @@ class _Intake:
         except Exception as error:  # apply_batch keeps errors per message: a bug
             outcomes = [error] * len(good)
         retries: list[tuple[_Delivery, BaseException]] = []
+        taken: Counter[str] = Counter()  # applied, no_effect, duplicate
+        tracing = _stdlib_log.isEnabledFor(logging.DEBUG)
         for (delivery, event), outcome in zip(good, outcomes, strict=True):
+            if isinstance(outcome, str):
+                # The common case stays lean: at hundreds a second, a log line per message
+                # (INFO before) was ~8% of the intake's samples at 500/s; one line per batch.
+                await delivery.ack()
+                taken[outcome] += 1
+                if tracing:
+                    log.debug(
+                        f"upstream message {outcome.replace('_', ' ')}",
+                        correlation_id=event.correlation_id,
+                        message_key=event.message_key,
+                        type=event.type,
+                    )
+                continue
             with structlog.contextvars.bound_contextvars(
                 correlation_id=event.correlation_id, message_key=event.message_key, type=event.type
             ):
-                if isinstance(outcome, str):
-                    await delivery.ack()
-                    await self.stats.count(outcome)
-                    log.info(f"upstream message {outcome.replace('_', ' ')}")
-                elif isinstance(outcome, TRANSIENT):
+                if isinstance(outcome, TRANSIENT):
                     retries.append((delivery, outcome))
                 elif isinstance(outcome, CaseWorkError):
                     await self.dead_letter(delivery, "rule_violation", outcome, event)
@@ -369,6 +384,10 @@ class _Intake:
                         exc_info=outcome,
                     )
                     await self.dead_letter(delivery, "unexpected_error", outcome, event)
+        for outcome, times in taken.items():
+            await self.stats.count(outcome, times=times)
+        if taken:
+            log.info("upstream messages taken", **taken)
         await self.retry_later(retries)
 
     def _check_subject(self, origin: str, event: CloudEvent) -> None:

@@ -231,15 +231,19 @@ async def test_bad_messages_reach_the_dead_letter_place_with_their_reason(
 
 
 class FlakyCaseWork(CaseWork):
-    """CaseWork whose database is down for the first call."""
+    """CaseWork whose database is down for the first delivery's two saves.
 
-    outage = 1
+    The batch's save, then the lone message's save it falls back to: the message is left
+    for a retry after the delay.
+    """
 
-    def has_received(self, message_key: str) -> bool:
+    outage = 2
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
         if self.outage:
             self.outage -= 1
             raise OperationalError("connection refused: the database is down")
-        return super().has_received(message_key)
+        return super().save(*objs, **kwargs)
 
 
 @on_every_broker
