@@ -24,7 +24,7 @@ import orjson
 from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Mapper, StoredEvent
 from eventsourcing.utils import resolve_topic
 
-from projections.base import LogBatch, ReadModel
+from projections.base import Columns, LogBatch, ReadModel
 
 __all__ = ["SKIPPED", "EventDecoder", "LogRow", "handled_events"]
 
@@ -146,6 +146,10 @@ class EventDecoder:
         # The common path of _decode_fast, inlined: a rebuild runs it a million times.
         batch = LogBatch()
         append = batch.append
+        # Noted while each event is fresh in the cache (LogBatch.columns says why).
+        columns = Columns([], [], [], [])
+        note_event, note_kind = columns.events.append, columns.kinds.append
+        note_case, note_key = columns.case_ids.append, columns.case_keys.append
         plans = self._topic_plans
         loads, new, set_dict = orjson.loads, object.__new__, object.__setattr__
         scalars, revive, dates = self._scalars, self._revive, self._dates
@@ -159,6 +163,10 @@ class EventDecoder:
             if plan.versioned or not plan.plain.issuperset(values):
                 event = self._decode_fast(plan.cls, originator_id, version, topic, state)
                 append((event, notification_id))
+                note_event(event)
+                note_kind(event.__class__)
+                note_case(originator_id)
+                note_key(originator_id.int)
                 continue
             for key in plan.scalars:  # datetime, date, UUID fields: one transcoded value
                 value = values.get(key)
@@ -185,9 +193,18 @@ class EventDecoder:
             event = new(plan.cls)
             set_dict(event, "__dict__", values)
             append((event, notification_id))
+            note_event(event)
+            note_kind(plan.cls)
+            note_case(originator_id)
+            note_key(originator_id.int)
         last = rows[-1][0]
         if not batch or batch[-1][1] != last:
             batch.append((SKIPPED, last))
+            note_event(SKIPPED)
+            note_kind(object)
+            note_case(None)
+            note_key(0)
+        batch.set_columns(columns)
         return batch
 
     def _decode_each(self, rows: Sequence[LogRow], decode: Callable[..., Any]) -> LogBatch:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import itemgetter
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -24,7 +25,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 from domain.case import Case
-from projections.base import LogBatch, Positioned, ReadModel
+from projections.base import Columns, LogBatch, Positioned, ReadModel
 
 __all__ = ["Batch", "FoldingReadModel", "Row", "Table", "folds"]
 
@@ -135,6 +136,9 @@ class _Statements:
     merge: Composed
 
 
+_DISCOVERED = frozenset({Case.Discovered})
+
+
 def _key(key: UUID | tuple[Any, ...]) -> Key:
     # UUID hashing runs in Python and costs a microsecond; its integer hashes in C.
     return key.int if isinstance(key, UUID) else (key[0].int, *key[1:])
@@ -216,7 +220,8 @@ class FoldingReadModel(ReadModel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._events: list[Any] = []
+        self._events: list[Any] = []  # kept one by one (not straight from the log)
+        self._picked: Columns | None = None  # picked out of a batch straight from the log
         schema = self.datastore.schema
         self._loads = {t.name: t.load_statement(schema) for t in self.state_tables}
         self._statements = {
@@ -235,6 +240,7 @@ class FoldingReadModel(ReadModel):
 
     def begin_batch(self) -> None:
         self._events = []
+        self._picked = None
 
     def keeps(self, event: Any) -> bool:
         """Whether to fold an event of a type in `filtered` (some need only a few of them)."""
@@ -252,12 +258,8 @@ class FoldingReadModel(ReadModel):
         """process_event for a whole batch in one pass: a rebuild calls it a million times."""
         folders, filtered, keeps = self.folders, self.filtered, self.keeps
         if isinstance(events, LogBatch) and events and events[0][1] > position:
-            # Straight from the log, all new and in order: filter in one comprehension.
-            self._events += [
-                event
-                for event, _ in events
-                if (kind := event.__class__) in folders and (kind not in filtered or keeps(event))
-            ]
+            # Straight from the log, all new and in order: picked by class from its columns.
+            self._picked = self._pick(events.columns())
             return len(events), events[-1][1]
         keep = self._events.append
         applied, last = 0, position
@@ -270,34 +272,54 @@ class FoldingReadModel(ReadModel):
                     keep(event)
         return applied, last
 
+    def _pick(self, columns: Columns) -> Columns:
+        """The columns of the events this read model folds (the loops run in C)."""
+        chosen = list(map(self.folders.__contains__, columns.kinds))
+        if self.filtered:
+            events, keeps = columns.events, self.keeps
+            for index in compress(
+                range(len(chosen)), map(self.filtered.__contains__, columns.kinds)
+            ):
+                chosen[index] = chosen[index] and keeps(events[index])
+        return Columns(*(list(compress(column, chosen)) for column in columns))
+
     def flush_batch(self, curs: Cursor[DictRow]) -> None:
-        events, self._events = self._events, []
-        if not events:
+        picked, self._picked = self._picked, None
+        if picked is None:
+            picked = Columns.of(self._events)
+        self._events = []
+        if not picked.events:
             return
         batch = Batch()
         for table in (*self.state_tables, *self.counter_tables):
             batch.rows[table.name] = {}
             batch.dirty[table.name] = set()
             batch.deltas[table.name] = {}
-        self._load(curs, batch, events)
+        self._load(curs, batch, picked)
         folders = self.folders
-        for event in events:
-            folders[event.__class__](self, event, batch)
+        for event, kind in zip(picked.events, picked.kinds, strict=True):
+            folders[kind](self, event, batch)
         self._write(curs, batch)
 
-    def _load(self, curs: Cursor[DictRow], batch: Batch, events: list[Any]) -> None:
+    def _load(self, curs: Cursor[DictRow], batch: Batch, picked: Columns) -> None:
         # A case discovered in this batch has no rows yet: nothing to load for it.
-        discovered: Any = Case.Discovered
-        created = {e.originator_id.int for e in events if e.__class__ is discovered}
+        kinds = picked.kinds
+        created = set(compress(picked.case_keys, map(_DISCOVERED.__contains__, kinds)))
         for table in self.state_tables:
-            loaded_by: Any = table.loaded_by
-            wanted = {
-                e.originator_id.int: e.originator_id for e in events if e.__class__ in loaded_by
-            }
-            case_ids = [u for k, u in wanted.items() if k not in created]
-            if not case_ids:
+            touching = list(map(table.loaded_by.__contains__, kinds))
+            # One id per case: keyed by the ids' integers, which hash in C.
+            wanted = dict(
+                zip(
+                    compress(picked.case_keys, touching),
+                    compress(picked.case_ids, touching),
+                    strict=True,
+                )
+            )
+            for known in created.intersection(wanted):
+                del wanted[known]
+            if not wanted:
                 continue
-            curs.execute(self._loads[table.name], (case_ids,), binary=True)
+            curs.execute(self._loads[table.name], (list(wanted.values()),), binary=True)
             rows = batch.rows[table.name]
             key_of = table.key_of
             for row in curs.fetchall():
