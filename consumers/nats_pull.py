@@ -91,7 +91,6 @@ class Puller:
         self.fault: str | None = None
         self._owed = 0  # messages the outstanding request may still bring
         self._asked_at = 0.0
-        self._wanted = 1  # how many ready messages wake the taker
         self._changed = asyncio.Event()
         self._subscription: Subscription | None = None
         self._later: asyncio.TimerHandle | None = None
@@ -114,15 +113,26 @@ class Puller:
             await self._subscription.unsubscribe()
             self._subscription = None
 
-    async def take(self, up_to: int, *, wait: float, linger: float) -> list[Msg]:
+    async def take(self, up_to: int, *, wait: float, linger: float, quiet: float) -> list[Msg]:
         """Up to a number of messages in stream order: [] after `wait` s with none.
 
-        When fewer are ready than asked for, waits up to `linger` s for more to join.
+        When fewer are ready than asked for, waits for more to join while they keep
+        coming: until none arrived for `quiet` s (the burst is over), `linger` s at most.
         Raises ConsumerGoneError when the server said the consumer is gone.
         """
-        await self._until(1, wait)
-        if self.ready and len(self.ready) < up_to and linger > 0:
-            await self._until(up_to, linger)
+        await self._first(wait)
+        deadline = time.monotonic() + linger
+        seen = len(self.ready)
+        while 0 < seen < up_to and self.fault is None:
+            pause = min(quiet, deadline - time.monotonic())
+            if pause <= 0:
+                break
+            # Polled, not woken per message: a wake-up per arrival would cost more than
+            # the rest of a message's way through the projector.
+            await asyncio.sleep(pause)
+            if len(self.ready) == seen:
+                break
+            seen = len(self.ready)
         return self.take_ready(up_to)
 
     def take_ready(self, up_to: int) -> list[Msg]:
@@ -132,15 +142,15 @@ class Puller:
         ready = self.ready
         return [ready.popleft() for _ in range(min(up_to, len(ready)))]
 
-    async def _until(self, count: int, seconds: float) -> None:
+    async def _first(self, seconds: float) -> None:
+        """Wait up to some seconds for a message (or a fault) to be ready."""
         deadline = time.monotonic() + seconds
-        while len(self.ready) < count and self.fault is None:
+        while not self.ready and self.fault is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
             if time.monotonic() - self._asked_at > self.expires + LOST_REQUEST_GRACE_SECONDS:
                 await self._ask()  # no answer at all: the request was lost
-            self._wanted = count
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, self.expires))
@@ -172,5 +182,5 @@ class Puller:
                 return
             # Consumer deleted, no responders (503)...: the feed recreates the consumer.
             self.fault = f"{status} {description}".strip()
-        if len(self.ready) >= self._wanted or self.fault is not None:
+        if self.ready or self.fault is not None:
             self._changed.set()

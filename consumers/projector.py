@@ -58,8 +58,11 @@ Incoming = tuple[Mapping[str, Any], bytes]
 RETRY_SECONDS = 0.5
 # An idle NATS feed asks the broker again this often (a lingering pull request).
 IDLE_FETCH_SECONDS = 1.0
-# A NATS batch that starts with a lone message waits this long for more to join it.
+# A NATS batch that starts short waits for more to join it while they keep coming: until
+# none came for BATCH_QUIET_SECONDS (a relay window arrives within a few ms), at most
+# BATCH_LINGER_SECONDS. Fewer, fuller batches mean fewer read-model transactions.
 BATCH_LINGER_SECONDS = 0.05
+BATCH_QUIET_SECONDS = 0.005
 
 
 class DeadLetterer(Protocol):
@@ -242,9 +245,10 @@ class NatsFeed(Feed):
 
     Messages arrive through a Puller (consumers.nats_pull) while the previous batch is
     applied, and are applied one batch after another, never out of turn. A batch that
-    starts with a lone message waits up to BATCH_LINGER_SECONDS for company, then is topped
-    up with what arrived while the previous batch was applied. The consumer acks all up to
-    a message (AckPolicy.ALL), so one ack per batch.
+    starts short waits for company while messages keep coming (BATCH_QUIET_SECONDS, at
+    most BATCH_LINGER_SECONDS), then is topped up with what arrived while the previous
+    batch was applied. The consumer acks all up to a message (AckPolicy.ALL), so one ack
+    per batch.
 
     Messages the broker handed out before a fault (or to a killed predecessor) come back
     only after ack_wait, while newer ones flow at once: applied first, those would make the
@@ -345,7 +349,10 @@ class NatsFeed(Feed):
             raise ConsumerGoneError("no consumer to pull from")
         puller = self.puller
         batch = await puller.take(
-            self.batch_size, wait=IDLE_FETCH_SECONDS, linger=BATCH_LINGER_SECONDS
+            self.batch_size,
+            wait=IDLE_FETCH_SECONDS,
+            linger=BATCH_LINGER_SECONDS,
+            quiet=BATCH_QUIET_SECONDS,
         )
         if not batch:
             # Idle, or the consumer is gone (lost with the server's state): the consumer's

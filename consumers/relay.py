@@ -133,6 +133,8 @@ class Relay:
         self.stats.position = position
         log.info("relay resumes", position=position, destination=self.destination.stream)
         reading = self._read(position)
+        # Positions are recorded in order, each off the way of the next window's publishing.
+        recording: asyncio.Task[None] | None = None
         try:
             while True:
                 notifications = await reading
@@ -150,7 +152,9 @@ class Relay:
                 reading = self._read(last)
                 prefix = self.destination.prefix
                 await self.publisher.publish([encode(n, prefix=prefix) for n in notifications])
-                await asyncio.to_thread(self.positions.record, last)
+                if recording is not None:
+                    await recording
+                recording = asyncio.create_task(asyncio.to_thread(self.positions.record, last))
                 position = last
                 self.stats.position = last
                 self.stats.published += len(notifications)
@@ -160,6 +164,8 @@ class Relay:
         finally:
             reading.cancel()
             await asyncio.gather(reading, return_exceptions=True)
+            if recording is not None:
+                await recording  # a stopping relay leaves its last position recorded
 
     def _read(self, after: int) -> asyncio.Task[Sequence[Notification]]:
         # A NOTIFY arriving from now on means there may be more than this read sees.
