@@ -17,7 +17,9 @@ its on_startup hook declares the durable places (`deadletter.declare_intake`) be
 subscriber starts. Starting the broker alone skips that; then call `declare_intake` first.
 
 Messages come in batches (NATS: a pull of up to BATCH_SIZE handled whole, in stream
-order; the other brokers: one at a time). Each message is parsed (bad → dead letter);
+order; RabbitMQ: the unbroken run of deliveries at hand, put back in queue order as
+FastStream handles each delivery concurrently (consumers.rabbit_order); Redis and Kafka:
+one at a time). Each message is parsed (bad → dead letter);
 the good ones of a batch go to `apply_batch` off the event loop: one query finds those
 already received (duplicates), then each is translated on the state the ones before it
 left and its commands run in a `CaseWork.batch()` unit inside a savepoint (a rule
@@ -27,7 +29,7 @@ receipt stored meanwhile, the database down), the batch runs again one message a
 (`apply_upstream`, the path of a lone message). Database faults are retried after
 `retry_delay` (NATS `nack(delay=)`, Redis: left pending for a reclaiming reader,
 RabbitMQ/Kafka: nack after the delay), and so is every later message of the batch,
-which may concern the same household.
+which may concern the same household (RabbitMQ: and every later delivery held).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ from faststream import AckPolicy, BaseMiddleware, FastStream, StreamMessage
 from faststream.kafka import KafkaRouter
 from faststream.nats import NatsBroker, NatsRouter, PullSub
 from faststream.nats.message import NatsMessage
-from faststream.rabbit import RabbitBroker, RabbitRouter
+from faststream.rabbit import Channel, RabbitBroker, RabbitRouter
+from faststream.rabbit.message import RabbitMessage
 from faststream.redis import RedisBroker, RedisRouter, StreamSub
 from faststream.specification import AsyncAPI
 from nats.aio.msg import Msg
@@ -69,6 +72,7 @@ from consumers.deadletter import (
     publish_dead_letter,
 )
 from consumers.preload import preload
+from consumers.rabbit_order import DeliveryRuns
 from consumers.translate import CaseFacts, Situation, acts_on_case, translate
 from domain.application import CaseWork, Unit
 from domain.commands import OpenCase
@@ -106,6 +110,8 @@ TRANSIENT: tuple[type[Exception], ...] = (
 BATCH_SIZE = 200
 BATCH_WAIT = 0.005
 FIRST_MESSAGE_WAIT = 1.0
+# RabbitMQ: a delivery tag that never reaches the intake holds up those after it this long.
+MISSING_TAG_SECONDS = 2.0
 
 # What became of a message: 'applied', 'no_effect', 'duplicate', or the error that stopped it.
 Outcome = str | Exception
@@ -294,14 +300,42 @@ class _Intake:
     places: IntakePlaces
     stats: IntakeStats
     retry_delay: float
+    rabbit_runs: DeliveryRuns[RabbitMessage] | None = None
+    rabbit_taking: asyncio.Task[None] | None = None
 
     async def guard(self, call_next: Callable[[Any], Any], message: StreamMessage[Any]) -> None:
         """Every message ends acked (applied, duplicate, dead-lettered) or retried later."""
         raw = message.raw_message
         if isinstance(raw, list):  # a NATS pull batch, in stream order
             await self.take([self._nats_delivery(m) for m in raw])
+        elif isinstance(message, RabbitMessage):  # handled concurrently: put back in order
+            self._in_order(message)
         else:
             await self.take([self._delivery(message)])
+
+    def _in_order(self, message: RabbitMessage) -> None:
+        if self.rabbit_runs is None:
+            self.rabbit_runs = DeliveryRuns(
+                BATCH_SIZE, _rabbit_tag, skip_missing_after=MISSING_TAG_SECONDS
+            )
+            self.rabbit_taking = asyncio.create_task(self._take_rabbit_runs(self.rabbit_runs))
+        self.rabbit_runs.add(message)
+
+    async def _take_rabbit_runs(self, runs: DeliveryRuns[RabbitMessage]) -> None:
+        """RabbitMQ deliveries in queue order, a run at a time (each acked on its own)."""
+        while True:
+            run = await runs.next_run()
+            if await self.take([self._delivery(m) for m in run]):
+                # Those nacked go back to the queue; what came after them goes back too,
+                # so that they are taken again in the order they were sent.
+                for later in runs.drain():
+                    await later.nack()
+
+    async def stop(self) -> None:
+        """Stop taking RabbitMQ runs (what is not acked is redelivered later)."""
+        if self.rabbit_taking is not None:
+            self.rabbit_taking.cancel()
+            await asyncio.gather(self.rabbit_taking, return_exceptions=True)
 
     def _delivery(self, message: StreamMessage[Any]) -> _Delivery:
         delay = self.retry_delay
@@ -333,8 +367,11 @@ class _Intake:
             nack_delays=True,
         )
 
-    async def take(self, deliveries: Sequence[_Delivery]) -> None:
-        """Parse, apply the good ones together, then ack, dead-letter or retry each."""
+    async def take(self, deliveries: Sequence[_Delivery]) -> bool:
+        """Parse, apply the good ones together, then ack, dead-letter or retry each.
+
+        Returns whether some were left for another try (a transient fault).
+        """
         good: list[tuple[_Delivery, CloudEvent]] = []
         await self.stats.count("received", times=len(deliveries))
         for delivery in deliveries:
@@ -346,7 +383,7 @@ class _Intake:
                 continue
             good.append((delivery, event))
         if not good:
-            return
+            return False
         try:
             outcomes = await asyncio.to_thread(apply_batch, self.app, [e for _, e in good])
         except Exception as error:  # apply_batch keeps errors per message: a bug
@@ -389,6 +426,7 @@ class _Intake:
         if taken:
             log.info("upstream messages taken", **taken)
         await self.retry_later(retries)
+        return bool(retries)
 
     def _check_subject(self, origin: str, event: CloudEvent) -> None:
         # Subjects name the type (NATS, RabbitMQ); a single stream (Redis, Kafka) does not.
@@ -439,6 +477,10 @@ class _Intake:
             await asyncio.sleep(self.retry_delay)  # once for the batch
         for delivery, _ in retries:
             await delivery.nack()
+
+
+def _rabbit_tag(message: RabbitMessage) -> int:
+    return int(message.raw_message.delivery_tag or 0)
 
 
 def _dedup_id(raw_message: Any) -> str:
@@ -507,7 +549,13 @@ def _subscribe(
         )
     elif isinstance(broker, RabbitBroker):
         router = RabbitRouter(middlewares=(guard,))
-        router.subscriber(places.rabbit_queue(), places.rabbit_exchange(), **options)(handler)
+        router.subscriber(
+            places.rabbit_queue(),
+            places.rabbit_exchange(),
+            # A channel of its own: delivery tags consecutive, so queue order can be kept.
+            channel=Channel(prefetch_count=BATCH_SIZE * 2),
+            **options,
+        )(handler)
         router.publisher(queue=places.rabbit_deadletter_queue(), description=notice, schema=bytes)
     elif isinstance(broker, RedisBroker):
         router = RedisRouter(middlewares=(guard,))
@@ -612,6 +660,7 @@ def build_intake(
         broker,
         on_startup=[declare],
         after_startup=[mend_fetch],
+        on_shutdown=[intake.stop],
         specification=AsyncAPI(
             title="jiuzhu upstream intake",
             version="1.0.0",

@@ -35,6 +35,7 @@ from nats.js.errors import NotFoundError
 from consumers.brokers import AnyBroker
 from consumers.event_messages import UndecodableEventError, log_row
 from consumers.nats_pull import ConsumerGoneError, Puller
+from consumers.rabbit_order import DeliveryRuns
 from consumers.streams import EventsDestination
 from projections.base import LogBatch, Positioned, ReadModel
 from projections.decoding import EventDecoder, LogRow
@@ -483,25 +484,13 @@ def _redis_feed(
 
 
 class RabbitFeed(Feed):
-    """One durable queue with prefetch; batches of consecutive deliveries, acked as one.
-
-    FastStream handles each RabbitMQ delivery in its own task, so arrivals are collected by
-    delivery tag (consecutive on the channel) and only an unbroken run is applied: order is
-    kept even if two handler tasks finish out of turn.
-    """
+    """One durable queue with prefetch; unbroken runs of deliveries, acked as one."""
 
     def __init__(self, projector: Projector, subscriber: Any, batch_size: int) -> None:
         super().__init__(projector, subscriber)
-        self.batch_size = batch_size
-        self.arrived: dict[int, Any] = {}
-        self.next_tag: int | None = None
-        self.ready = asyncio.Event()
+        # aio-pika IncomingMessages, in queue order though handled concurrently.
+        self.deliveries: DeliveryRuns[Any] = DeliveryRuns(batch_size, _delivery_tag)
         self.task: asyncio.Task[None] | None = None
-
-    def add(self, message: Any) -> None:
-        """A delivery arrived (aio-pika IncomingMessage), not yet acknowledged."""
-        self.arrived[message.delivery_tag] = message
-        self.ready.set()
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self._run())
@@ -514,30 +503,18 @@ class RabbitFeed(Feed):
     def consuming(self) -> bool:
         return super().consuming() and self.task is not None and not self.task.done()
 
-    def _take(self) -> list[Any]:
-        lowest = min(self.arrived)
-        if self.next_tag is None or lowest < self.next_tag:  # first delivery, or a new channel
-            self.next_tag = lowest
-        run: list[Any] = []
-        while self.next_tag in self.arrived and len(run) < self.batch_size:
-            run.append(self.arrived.pop(self.next_tag))
-            self.next_tag += 1
-        return run
-
     async def _run(self) -> None:
         while not self.projector.stopping.is_set():
-            await self.ready.wait()
-            self.ready.clear()
-            run = self._take() if self.arrived else []
-            if not run:
-                continue
-            if self.arrived:
-                self.ready.set()  # more waiting beyond this batch
+            run = await self.deliveries.next_run()
             if await _settle(self.projector, [(m.headers or {}, m.body) for m in run]):
                 await run[-1].ack(multiple=True)
             else:
                 await run[-1].nack(multiple=True, requeue=True)
                 return
+
+
+def _delivery_tag(message: Any) -> Any:
+    return message.delivery_tag
 
 
 def _rabbit_feed(
@@ -554,7 +531,7 @@ def _rabbit_feed(
     @subscriber
     async def relief_events(message: Annotated[RabbitMessage, Context("message")]) -> None:
         """One relief.events delivery: collected into the next in-order batch."""
-        feed.add(message.raw_message)
+        feed.deliveries.add(message.raw_message)
 
     return feed
 

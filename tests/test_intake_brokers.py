@@ -287,3 +287,33 @@ async def test_dropped_database_connections_lose_no_message(url: str, app: CaseW
         await settled(stats, lambda s: s.applied == 1)
     assert not stats.dead_lettered
     assert len(app.household_chain(household)) == 1
+
+
+@on_every_broker
+async def test_messages_about_one_household_take_effect_in_the_order_sent(
+    url: str, app: CaseWork
+) -> None:
+    # Each visit report follows its household's alert at once: taken out of turn, it would
+    # find no case to verify and be refused.
+    households = [f"HH-{uuid4().hex[:8]}" for _ in range(20)]
+    visit = {
+        "team": "anren-team",
+        "consent": {"given": True},
+        "verdict": "needs_support",
+        "household_size": 3,
+        "monthly_income_fen": 30000,
+    }
+    async with intake(url, app) as (upstream, stats):
+        for household in households:
+            await upstream.publish(orjson.dumps(alert(household)), "monitoring.alert")
+            report = {
+                **alert(household),
+                "type": "verification.reported",
+                "data": {"household_id": household, **visit},
+            }
+            await upstream.publish(orjson.dumps(report), "verification.reported")
+        await settled(stats, lambda s: s.applied + s.dead_lettered.total() == 2 * len(households))
+    assert not stats.dead_lettered
+    for household in households:
+        [case_id] = app.household_chain(household)
+        assert app.get_case(case_id).verdict == "needs_support"
