@@ -15,8 +15,8 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
-from operator import itemgetter
-from typing import Any, ClassVar, TypeVar
+from operator import and_, itemgetter
+from typing import Any, ClassVar, NamedTuple, TypeVar
 from uuid import UUID
 from weakref import WeakSet
 
@@ -139,6 +139,20 @@ class _Statements:
 _DISCOVERED = frozenset({Case.Discovered})
 
 
+class _Picked(NamedTuple):
+    """A batch's columns, and which of its events a read model folds.
+
+    Only the chosen events themselves are ever looked at (see LogBatch.columns).
+    """
+
+    columns: Columns
+    chosen: list[bool]
+
+    def among(self, kinds: frozenset[type]) -> list[bool]:
+        """Which events are chosen and of one of some classes."""
+        return list(map(and_, self.chosen, map(kinds.__contains__, self.columns.kinds)))
+
+
 def _key(key: UUID | tuple[Any, ...]) -> Key:
     # UUID hashing runs in Python and costs a microsecond; its integer hashes in C.
     return key.int if isinstance(key, UUID) else (key[0].int, *key[1:])
@@ -180,9 +194,14 @@ class Batch:
 
     def add(self, table: Table, key: tuple[Any, ...], *deltas: int) -> None:
         """Add to a counter row's values (in column order after the key)."""
-        current = self.deltas[table.name].get(key)
+        self.add_all(table, key, deltas)
+
+    def add_all(self, table: Table, key: tuple[Any, ...], deltas: Sequence[int]) -> None:
+        """Add to a counter row's values, given as one sequence (folds keep constant ones)."""
+        counters = self.deltas[table.name]
+        current = counters.get(key)
         if current is None:
-            self.deltas[table.name][key] = list(deltas)
+            counters[key] = list(deltas)
         else:
             for index, delta in enumerate(deltas):
                 current[index] += delta
@@ -221,7 +240,7 @@ class FoldingReadModel(ReadModel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._events: list[Any] = []  # kept one by one (not straight from the log)
-        self._picked: Columns | None = None  # picked out of a batch straight from the log
+        self._picked: _Picked | None = None  # picked out of a batch straight from the log
         schema = self.datastore.schema
         self._loads = {t.name: t.load_statement(schema) for t in self.state_tables}
         self._statements = {
@@ -272,8 +291,8 @@ class FoldingReadModel(ReadModel):
                     keep(event)
         return applied, last
 
-    def _pick(self, columns: Columns) -> Columns:
-        """The columns of the events this read model folds (the loops run in C)."""
+    def _pick(self, columns: Columns) -> _Picked:
+        """Which of a batch's events this read model folds (the loops run in C)."""
         chosen = list(map(self.folders.__contains__, columns.kinds))
         if self.filtered:
             events, keeps = columns.events, self.keeps
@@ -281,14 +300,14 @@ class FoldingReadModel(ReadModel):
                 range(len(chosen)), map(self.filtered.__contains__, columns.kinds)
             ):
                 chosen[index] = chosen[index] and keeps(events[index])
-        return Columns(*(list(compress(column, chosen)) for column in columns))
+        return _Picked(columns, chosen)
 
     def flush_batch(self, curs: Cursor[DictRow]) -> None:
         picked, self._picked = self._picked, None
         if picked is None:
-            picked = Columns.of(self._events)
+            picked = _Picked(Columns.of(self._events), [True] * len(self._events))
         self._events = []
-        if not picked.events:
+        if not any(picked.chosen):
             return
         batch = Batch()
         for table in (*self.state_tables, *self.counter_tables):
@@ -296,25 +315,20 @@ class FoldingReadModel(ReadModel):
             batch.dirty[table.name] = set()
             batch.deltas[table.name] = {}
         self._load(curs, batch, picked)
-        folders = self.folders
-        for event, kind in zip(picked.events, picked.kinds, strict=True):
+        folders, columns, chosen = self.folders, picked.columns, picked.chosen
+        events, kinds = compress(columns.events, chosen), compress(columns.kinds, chosen)
+        for event, kind in zip(events, kinds, strict=True):
             folders[kind](self, event, batch)
         self._write(curs, batch)
 
-    def _load(self, curs: Cursor[DictRow], batch: Batch, picked: Columns) -> None:
+    def _load(self, curs: Cursor[DictRow], batch: Batch, picked: _Picked) -> None:
+        keys, ids = picked.columns.case_keys, picked.columns.case_ids
         # A case discovered in this batch has no rows yet: nothing to load for it.
-        kinds = picked.kinds
-        created = set(compress(picked.case_keys, map(_DISCOVERED.__contains__, kinds)))
+        created = set(compress(keys, picked.among(_DISCOVERED)))
         for table in self.state_tables:
-            touching = list(map(table.loaded_by.__contains__, kinds))
+            touching = picked.among(table.loaded_by)
             # One id per case: keyed by the ids' integers, which hash in C.
-            wanted = dict(
-                zip(
-                    compress(picked.case_keys, touching),
-                    compress(picked.case_ids, touching),
-                    strict=True,
-                )
-            )
+            wanted = dict(zip(compress(keys, touching), compress(ids, touching), strict=True))
             for known in created.intersection(wanted):
                 del wanted[known]
             if not wanted:

@@ -61,8 +61,8 @@ COUNTS = Table(
     key=("region", "month"),
     counter=True,
 )
-_INDEX = {stage: index for index, stage in enumerate(STAGES)}
-_NONE = (0,) * len(STAGES)
+# The funnel's deltas when a case reaches one stage: one for that stage, none for the rest.
+_ONE = {stage: tuple(int(other == stage) for other in STAGES) for stage in STAGES}
 
 
 class Funnel(FoldingReadModel):
@@ -93,17 +93,14 @@ class Funnel(FoldingReadModel):
             return
         case[stage] = True
         batch.touch(CASES, event.originator_id)
-        deltas = list(_NONE)
-        deltas[_INDEX[stage]] = 1
-        batch.add(COUNTS, (case["region"], business_month(event.occurred_at)), *deltas)
+        batch.add_all(COUNTS, (case["region"], business_month(event.occurred_at)), _ONE[stage])
 
     @folds(Case.Discovered)
     def _discovered(self, event: Case.Discovered, batch: Batch) -> None:
         flags = dict.fromkeys(STAGES[1:], False)
         batch.put(CASES, {"case_id": event.originator_id, "region": event.region, **flags})
-        deltas = list(_NONE)
-        deltas[0] = 1
-        batch.add(COUNTS, (event.region, business_month(event.occurred_at)), *deltas)
+        month = business_month(event.occurred_at)
+        batch.add_all(COUNTS, (event.region, month), _ONE["discovered"])
 
     @folds(Case.VerificationAssigned)
     def _assigned(self, event: Case.VerificationAssigned, batch: Batch) -> None:

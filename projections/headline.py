@@ -56,6 +56,17 @@ CASES = Table(
         }
     ),
 )
+
+
+def _flows(**flows: int) -> tuple[int, ...]:
+    """Deltas of the flows, in column order (flows not named add nothing)."""
+    return tuple(flows.get(flow, 0) for flow in FLOWS)
+
+
+# Deltas that never vary, made once: a million events fold through here.
+_TASK_ISSUED = _flows(verification_tasks_issued=1)
+_RISK_ELIMINATED = _flows(risks_eliminated=1)
+
 COUNTS = Table(
     "headline_flow",
     (("region", "text"), ("month", "text"), *((flow, "bigint") for flow in FLOWS)),
@@ -88,12 +99,8 @@ class Headline(FoldingReadModel):
     def keeps(self, event: Case.Paid) -> bool:
         return event.programme == TEMPORARY_RELIEF
 
-    def _add(self, batch: Batch, event: Case.Event, region: str, **flows: int) -> None:
-        batch.add(
-            COUNTS,
-            (region, business_month(event.occurred_at)),
-            *(flows.get(flow, 0) for flow in FLOWS),
-        )
+    def _add(self, batch: Batch, event: Case.Event, region: str, deltas: tuple[int, ...]) -> None:
+        batch.add_all(COUNTS, (region, business_month(event.occurred_at)), deltas)
 
     def _case(self, batch: Batch, event: Case.Event) -> dict[str, Any] | None:
         return batch.row(CASES, event.originator_id)
@@ -111,12 +118,12 @@ class Headline(FoldingReadModel):
             },
         )
         alert = int(event.channel == Channel.MONITORING_ALERT.value)
-        self._add(batch, event, event.region, cases_discovered=1, monitoring_alerts=alert)
+        self._add(batch, event, event.region, _flows(cases_discovered=1, monitoring_alerts=alert))
 
     @folds(Case.VerificationAssigned)
     def _assigned(self, event: Case.VerificationAssigned, batch: Batch) -> None:
         if (case := self._case(batch, event)) is not None:
-            self._add(batch, event, case["region"], verification_tasks_issued=1)
+            self._add(batch, event, case["region"], _TASK_ISSUED)
 
     @folds(Case.Verified)
     def _verified(self, event: Case.Verified, batch: Batch) -> None:
@@ -125,7 +132,7 @@ class Headline(FoldingReadModel):
         case["household_size"] = event.household_size
         if event.verdict == "risk_eliminated" and not case["risk_eliminated"]:
             case["risk_eliminated"] = True
-            self._add(batch, event, case["region"], risks_eliminated=1)
+            self._add(batch, event, case["region"], _RISK_ELIMINATED)
         batch.touch(CASES, event.originator_id)
 
     @folds(Case.Enrolled)
@@ -143,13 +150,8 @@ class Headline(FoldingReadModel):
     @folds(Case.Paid, Case.EmergencyReliefGranted)
     def _temporary_relief(self, event: Case.Paid, batch: Batch) -> None:
         if (case := self._case(batch, event)) is not None:
-            self._add(
-                batch,
-                event,
-                case["region"],
-                temporary_relief_grants=1,
-                temporary_relief_fen=event.amount_fen,
-            )
+            grant = _flows(temporary_relief_grants=1, temporary_relief_fen=event.amount_fen)
+            self._add(batch, event, case["region"], grant)
 
 
 def report(curs: Cursor[DictRow], schema: str, criteria: Criteria) -> Report:

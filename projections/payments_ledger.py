@@ -70,7 +70,7 @@ class PaymentsLedger(FoldingReadModel):
             return
         department = _DEPARTMENT.get(programme, "unknown")
         month = business_month(event.occurred_at)
-        batch.add(LEDGER, (case["region"], month, programme, department, kind), 1, amount_fen)
+        batch.add_all(LEDGER, (case["region"], month, programme, department, kind), (1, amount_fen))
 
     @folds(Case.Paid)
     def _paid(self, event: Case.Paid, batch: Batch) -> None:

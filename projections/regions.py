@@ -48,6 +48,7 @@ class Level(StrEnum):
 
 
 @lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)  # business times recur across a cohort (the decoder shares them)
 def business_month(moment: datetime) -> str:
     """The 'YYYY-MM' month, in China Standard Time, in which something happened."""
     local = moment.astimezone(CHINA_TIME)

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from domain.application import CaseWork
-from projections.base import ReadModel
+from projections.base import Columns, LogBatch, ReadModel
 from projections.feed import catch_up, log_batches
 from projections.log_reader import SKIPPED, LogReader, handled_events
 from projections.rebuild import REPORT_MODELS, rebuild, replay
@@ -48,6 +48,18 @@ def test_log_reader_decodes_exactly_what_the_mapper_decodes(app: CaseWork) -> No
     fast = [[(type(e), p) for e, p in b] for b, _ in LogReader(app, REPORT_MODELS).batches()]
     reader.decoder.fast = False  # the mapper path gives the same batches
     assert fast == [[(type(e), p) for e, p in b] for b, _ in reader.batches()]
+
+
+def test_log_batch_columns_follow_the_batch(app: CaseWork) -> None:
+    """The columns the decoder notes equal those worked out from the events themselves."""
+    province(app)
+    joined = LogBatch()
+    for batch, _ in LogReader(app, REPORT_MODELS).batches(batch_size=7):
+        assert batch.columns() == Columns.of([event for event, _ in batch])
+        assert batch.columns().kinds[-1] is type(batch[-1][0])
+        joined += batch  # as the projector joins batches: the columns follow
+        assert joined.columns() == Columns.of([event for event, _ in joined])
+    assert SKIPPED in joined.columns().events
 
 
 def test_rebuild_replaces_altered_live_tables_and_moves_tracking_to_the_head(
