@@ -27,7 +27,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any, cast
@@ -35,6 +35,7 @@ from uuid import uuid4
 
 import nats
 import orjson
+import psutil
 import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
@@ -297,6 +298,8 @@ class Lag:
     lags: list[float]
     unseen: int
     carried: float  # upstream messages/s the pipeline turned into rows
+    # CPU ms per upstream message while it ran, by process (PostgreSQL: all its processes).
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def figure(self, q: float) -> float:
         return percentile(self.lags, q)
@@ -341,6 +344,17 @@ class Lagging(ABC):
     @abstractmethod
     def running(self) -> contextlib.AbstractAsyncContextManager[None]:
         """The pipeline, consuming once entered; stopped and its streams deleted on exit."""
+
+    def pids(self) -> dict[str, list[int]]:
+        """The processes whose CPU the run counts, by name."""
+        return {"this process": [os.getpid()]}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each of `pids`, and by PostgreSQL and nats-server."""
+        groups = self.pids()
+        for name, command in (("postgres", "postgres"), ("nats-server", "nats-server")):
+            groups[name] = [pid for pid in _all_pids() if _command(pid) == command]
+        return {name: sum(_cpu_of(pid) for pid in pids) for name, pids in groups.items()}
 
 
 class InOneProcess(Lagging):
@@ -392,6 +406,27 @@ class AsDeployed(Lagging):
     def log(self, component: str) -> Path:
         return self.data_dir / f"{component}.log"
 
+    def pids(self) -> dict[str, list[int]]:
+        return {name: [process.pid] for name, process in self.processes.items()}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """As Lagging's, with PostgreSQL's share split by the process its backends serve."""
+        used = super().cpu_seconds()
+        served_by = {}  # a client's TCP port: the process it belongs to
+        for name, process in self.processes.items():
+            with contextlib.suppress(psutil.Error):
+                for connection in psutil.Process(process.pid).net_connections(kind="tcp"):
+                    served_by[connection.laddr.port] = name
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            backends = conn.execute(
+                "SELECT pid, client_port FROM pg_stat_activity WHERE client_port IS NOT NULL"
+            ).fetchall()
+        for pid, port in backends:
+            if port in served_by:
+                share = f"postgres for {served_by[port]}"
+                used[share] = used.get(share, 0.0) + _cpu_of(pid)
+        return used
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         # Tables and the signing key made here first: the processes then only find them.
@@ -433,6 +468,26 @@ class AsDeployed(Lagging):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+def _all_pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def serve_command() -> list[str]:
@@ -496,6 +551,7 @@ async def end_to_end_lag(
                 client = await nats.connect(nats_url)
                 js = client.jetstream()
                 subject = f"{pipeline.options.upstream_prefix}.monitoring.alert"
+                cpu_before = pipeline.cpu_seconds()
                 started = time.perf_counter()
                 for number in range(count):
                     due = started + number / per_second
@@ -508,6 +564,10 @@ async def end_to_end_lag(
                 while len(watcher.seen) < count and time.perf_counter() < deadline:
                     await asyncio.sleep(0.05)
                 ended = time.perf_counter()
+                cpu_used = {
+                    name: (seconds - cpu_before.get(name, 0.0)) * 1000 / count
+                    for name, seconds in pipeline.cpu_seconds().items()
+                }
                 await client.close()
         finally:
             watcher.done.set()
@@ -516,7 +576,8 @@ async def end_to_end_lag(
     seen = watcher.seen
     lags = [(seen.get(h, ended) - t) * 1000 for h, t in published.items()]
     last_row = max(seen.values(), default=started)
-    return Lag(per_second, lags, count - len(seen), rate(len(seen), last_row - started))
+    carried = rate(len(seen), last_row - started)
+    return Lag(per_second, lags, count - len(seen), carried, cpu_used)
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -649,6 +710,9 @@ def lag_figures(
         f"lag at {rate_}/s ({topology}): p50 {lag.bound(50)}, p99 {lag.bound(99)}, "
         f"{lag.unseen} of {len(lag.lags)} rows unseen {drain:.0f} s after publishing, "
         f"pipeline carried {lag.carried:,.0f} messages/s; load average {os.getloadavg()[0]:.1f}"
+    )
+    console.print(
+        "CPU per message: " + ", ".join(f"{name} {ms:.2f} ms" for name, ms in lag.cpu.items())
     )
     rows = [
         Row(f"end-to-end lag p{q} at {rate_}/s ({topology})", lag.figure(q), "ms") for q in (50, 99)
