@@ -5,8 +5,8 @@ Run: .venv/bin/python -m bench.bench_pipeline [--database-url URL] [--nats-url U
 
 (a) relay: the event store's log into JetStream (events/s) beside raw nats-py publishing of
     the same messages, 500 in flight; (b) projector: the same stream into case_status (and
-    into every read model, as `jiuzhu serve` runs it) beside a raw nats-py pull consume of the
-    same messages; (c) end-to-end lag from an upstream publish to its case_status row, p50 and
+    into every read model, as `jiuzhu serve` runs it) beside raw nats-py pull requests of 500
+    answered into an inbox, no database (and, printed, nats-py's own fetch(500)); (c) end-to-end lag from an upstream publish to its case_status row, p50 and
     p99, at a steady rate, with `jiuzhu serve intake`, `relay` and `projector` running as
     three OS processes as docker-compose.yml deploys them (--one-process: also as one
     `jiuzhu.serve.Service` inside this interpreter, sharing one GIL).
@@ -38,6 +38,8 @@ import orjson
 import psutil
 import psycopg
 from eventsourcing.postgres import PostgresApplicationRecorder
+from nats.js.api import AckPolicy as NatsAckPolicy
+from nats.js.api import ConsumerConfig
 from psycopg.sql import SQL, Identifier
 from pydantic import SecretStr
 
@@ -221,6 +223,47 @@ async def raw_consume(nats_url: str, where: EventsDestination, count: int) -> fl
         for message in messages:
             await message.ack()
         received += len(messages)
+    seconds = time.perf_counter() - started
+    await client.close()
+    return rate(received, seconds)
+
+
+async def raw_inbox_consume(nats_url: str, where: EventsDestination, count: int) -> float:
+    """Msg/s of plain nats-py pull requests of 500 answered into a callback inbox, one ack
+    (AckPolicy.ALL) per answered request, no database: the transport's ceiling here."""
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    durable = f"raw-inbox-{uuid4().hex[:8]}"
+    await js.add_consumer(
+        where.stream,
+        ConsumerConfig(
+            durable_name=durable, ack_policy=NatsAckPolicy.ALL, max_ack_pending=BATCH * 4
+        ),
+    )
+    inbox = client.new_inbox()
+    request = orjson.dumps({"batch": BATCH, "expires": 1_000_000_000})
+    answered = asyncio.Event()
+    batch: list[Any] = []
+
+    async def arrived(msg: Any) -> None:
+        if not msg.data and msg.headers and "Status" in msg.headers:  # 408: expired
+            answered.set()
+            return
+        batch.append(msg)
+        if len(batch) == BATCH:
+            answered.set()
+
+    await client.subscribe(inbox, cb=arrived)
+    received = 0
+    started = time.perf_counter()
+    while received < count:
+        batch.clear()
+        answered.clear()
+        await client.publish(f"$JS.API.CONSUMER.MSG.NEXT.{where.stream}.{durable}", request, inbox)
+        await answered.wait()
+        if batch:
+            await batch[-1].ack()
+            received += len(batch)
     seconds = time.perf_counter() - started
     await client.close()
     return rate(received, seconds)
@@ -594,7 +637,8 @@ async def throughput(
         relay = await relay_throughput(app, database_url, nats_url, tag)
         raw = await raw_publish(messages, nats_url, f"raw{tag}")
         console.print(f"relay {relay:,.0f}/s, raw publish {raw:,.0f}/s")
-        consumed = await raw_consume(nats_url, where, len(messages))
+        fetched = await raw_consume(nats_url, where, len(messages))
+        consumed = await raw_inbox_consume(nats_url, where, len(messages))
         alone = await projector_throughput(app, database_url, nats_url, where, [CaseStatus])
         every = await projector_throughput(
             app, database_url, nats_url, replace_durable(where, "every"), READ_MODELS
@@ -602,13 +646,13 @@ async def throughput(
         console.print(
             f"projector {alone.per_second:,.0f}/s ({alone.gap_restarts} gap restarts), "
             f"all read models {every.per_second:,.0f}/s ({every.gap_restarts}), "
-            f"raw consume {consumed:,.0f}/s"
+            f"raw inbox pull {consumed:,.0f}/s, raw fetch {fetched:,.0f}/s"
         )
     finally:
         await delete_streams(
             nats_url, where.stream, f"{where.stream}_DEADLETTER", destination(f"raw{tag}").stream
         )
-    raw_pull = "nats-py pull, fetch 500, ack each"
+    raw_pull = "nats-py pull requests of 500, no database"
     rows = [
         Row("relay → JetStream", relay, "events/s", raw, f"publish_async, {IN_FLIGHT} in flight"),
         Row("projector → case_status", alone.per_second, "events/s", consumed, raw_pull),
@@ -630,7 +674,8 @@ async def throughput(
             f"projector >= {PROJECTOR_TARGET:,.0f} events/s into case_status",
             alone.per_second >= PROJECTOR_TARGET,
             f"{alone.per_second:,.0f} events/s; gap restarts {alone.gap_restarts}"
-            f" / {every.gap_restarts} (case_status / all)",
+            f" / {every.gap_restarts} (case_status / all); nats-py fetch(500) consumes"
+            f" {fetched:,.0f} msg/s in this run",
         ),
     ]
     return rows, targets
