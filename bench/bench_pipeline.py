@@ -6,10 +6,11 @@ Run: .venv/bin/python -m bench.bench_pipeline [--database-url URL] [--nats-url U
 (a) relay: the event store's log into JetStream (events/s) beside raw nats-py publishing of
     the same messages, 500 in flight; (b) projector: the same stream into case_status (and
     into every read model, as `jiuzhu serve` runs it) beside raw nats-py pull requests of 500
-    answered into an inbox, no database (and, printed, nats-py's own fetch(500)); (c) end-to-end lag from an upstream publish to its case_status row, p50 and
-    p99, at a steady rate, with `jiuzhu serve intake`, `relay` and `projector` running as
-    three OS processes as docker-compose.yml deploys them (--one-process: also as one
-    `jiuzhu.serve.Service` inside this interpreter, sharing one GIL).
+    answered into an inbox, no database (nats-py's own fetch(500) printed too); (c)
+    end-to-end lag from an upstream publish to its case_status row, p50 and p99, at a steady
+    rate, with `jiuzhu serve intake`, `relay` and `projector` running as three OS processes
+    as docker-compose.yml deploys them (--one-process: also as one `jiuzhu.serve.Service`
+    inside this interpreter, sharing one GIL), and the CPU each process used per message.
 Events are written by `bootstrap.casework()` as shipped (audit chain, sealed personal data).
 """
 
