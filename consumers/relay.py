@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import psycopg
 import structlog
-from eventsourcing.persistence import Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
-from consumers.event_messages import encode
+from consumers.event_messages import EventMessage, encode
 from consumers.streams import EventsDestination, Publisher
 
 __all__ = ["Relay", "RelayPosition", "RelayStats"]
@@ -137,9 +135,9 @@ class Relay:
         recording: asyncio.Task[None] | None = None
         try:
             while True:
-                notifications = await reading
+                messages = await reading
                 self.stats.heartbeat = time.monotonic()
-                if not notifications:
+                if not messages:
                     self.stats.caught_up = True
                     if stopping.is_set():
                         return
@@ -147,17 +145,16 @@ class Relay:
                     reading = self._read(position)
                     continue
                 self.stats.caught_up = False
-                last = notifications[-1].id
-                # Read the next window while this one is on the wire.
+                last = messages[-1].notification_id
+                # Read (and encode) the next window while this one is on the wire.
                 reading = self._read(last)
-                prefix = self.destination.prefix
-                await self.publisher.publish([encode(n, prefix=prefix) for n in notifications])
+                await self.publisher.publish(messages)
                 if recording is not None:
                     await recording
                 recording = asyncio.create_task(asyncio.to_thread(self.positions.record, last))
                 position = last
                 self.stats.position = last
-                self.stats.published += len(notifications)
+                self.stats.published += len(messages)
                 self.stats.windows += 1
                 if stopping.is_set():
                     return
@@ -167,17 +164,18 @@ class Relay:
             if recording is not None:
                 await recording  # a stopping relay leaves its last position recorded
 
-    def _read(self, after: int) -> asyncio.Task[Sequence[Notification]]:
+    def _read(self, after: int) -> asyncio.Task[list[EventMessage]]:
         # A NOTIFY arriving from now on means there may be more than this read sees.
         self._wakeup.clear()
-        return asyncio.create_task(
-            asyncio.to_thread(
-                self.recorder.select_notifications,
-                start=after,
-                limit=self.window,
-                inclusive_of_start=False,
-            )
+        return asyncio.create_task(asyncio.to_thread(self._window, after))
+
+    def _window(self, after: int) -> list[EventMessage]:
+        """The next window of the log, encoded: off the event loop, while it publishes."""
+        notifications = self.recorder.select_notifications(
+            start=after, limit=self.window, inclusive_of_start=False
         )
+        prefix = self.destination.prefix
+        return [encode(n, prefix=prefix) for n in notifications]
 
     async def _listen(self, stopping: asyncio.Event) -> None:
         """Wake the relay on the event store's NOTIFY (sent when events commit)."""
