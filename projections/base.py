@@ -6,7 +6,8 @@ rebuild feed it straight from the notification log. Only the batch's source diff
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import singledispatchmethod
 from typing import Any, ClassVar, NamedTuple
 from uuid import UUID
@@ -14,12 +15,19 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from psycopg import Cursor
+from psycopg import Connection, Cursor
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-__all__ = ["Columns", "LogBatch", "Positioned", "ReadModel", "read_model_datastore"]
+__all__ = [
+    "Columns",
+    "LogBatch",
+    "Positioned",
+    "ReadModel",
+    "read_model_datastore",
+    "read_model_transaction",
+]
 
 # A domain event with its notification id (its position in the application's log).
 Positioned = tuple[DomainEventProtocol[Any], int]
@@ -84,6 +92,25 @@ def read_model_datastore(
     return datastore
 
 
+@contextmanager
+def read_model_transaction(
+    datastore: PostgresDatastore, models: Sequence[ReadModel]
+) -> Iterator[Cursor[DictRow]]:
+    """A transaction for some read models' rows and tracking (ReadModel.apply_in)."""
+    connection = None
+    try:
+        with datastore.transaction(commit=True) as curs:
+            connection = curs.connection
+            # Rows and tracking commit together: a commit lost in a crash is simply redone.
+            curs.execute("SET LOCAL synchronous_commit = off")
+            yield curs
+    except BaseException:
+        if connection is not None:
+            for model in models:
+                model.rolled_back(connection)
+        raise
+
+
 class ReadModel(PostgresTrackingRecorder):
     """A projection with its PostgreSQL tables; subclasses add process_event methods."""
 
@@ -112,18 +139,25 @@ class ReadModel(PostgresTrackingRecorder):
         Events at or below the position were applied before (a redelivery): they are
         skipped, so a batch delivered twice changes nothing. Returns how many applied.
         """
-        with self.datastore.transaction(commit=True) as curs:
-            # Rows and tracking commit together: a commit lost in a crash is simply redone.
-            curs.execute("SET LOCAL synchronous_commit = off")
-            curs.execute(self.max_tracking_id_statement, (application_name,), prepare=True)
-            row = curs.fetchone()
-            position = (row["max"] if row else None) or 0
-            self.begin_batch()
-            applied, last = self.process_batch(events, position, curs)
-            if applied:
-                self.flush_batch(curs)
-                self._insert_tracking(curs, Tracking(application_name, last))
+        with read_model_transaction(self.datastore, [self]) as curs:
+            return self.apply_in(curs, events, application_name=application_name)
+
+    def apply_in(
+        self, curs: Cursor[DictRow], events: Iterable[Positioned], *, application_name: str
+    ) -> int:
+        """As `apply`, inside a transaction of the caller's (which may hold other models)."""
+        curs.execute(self.max_tracking_id_statement, (application_name,), prepare=True)
+        row = curs.fetchone()
+        position = (row["max"] if row else None) or 0
+        self.begin_batch()
+        applied, last = self.process_batch(events, position, curs)
+        if applied:
+            self.flush_batch(curs)
+            self._insert_tracking(curs, Tracking(application_name, last))
         return applied
+
+    def rolled_back(self, connection: Connection[DictRow]) -> None:
+        """Hook: a transaction this read model wrote in on a connection was rolled back."""
 
     def begin_batch(self) -> None:
         """Hook: a batch starts (read models that buffer rows in memory reset here)."""

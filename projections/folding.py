@@ -373,6 +373,10 @@ class FoldingReadModel(ReadModel):
                 staged = self._stage(curs, staged)
                 self._merge(curs, table, [key + tuple(values) for key, values in deltas.items()])
 
+    def rolled_back(self, connection: Connection[DictRow]) -> None:
+        # Staging tables created in that transaction went with it.
+        self._staged_on.discard(connection)
+
     def _stage(self, curs: Cursor[DictRow], staged: bool) -> bool:
         """Create this session's staging tables once per connection."""
         if not staged and curs.connection not in self._staged_on:

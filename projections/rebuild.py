@@ -302,8 +302,9 @@ def rebuild(
         _set_logged(database_url, scratch, logged=True)
         with psycopg.connect(database_url) as conn:
             conn.execute(SQL("SET lock_timeout = {0}").format(f"{lock_timeout_s}s"))
-            # The tracking table first: the projector reads it first in every transaction.
-            for model in live:
+            # In the projector's order (by name: one transaction writes them all, one after
+            # another), each tracking table first (it reads that first): no deadlock.
+            for model in sorted(live, key=lambda m: m.name):
                 relations = (model.tracking_table_name, *model.tables)
                 conn.execute(
                     SQL("LOCK TABLE {0} IN ACCESS EXCLUSIVE MODE").format(

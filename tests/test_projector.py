@@ -13,6 +13,7 @@ from consumers.projector import Projector
 from domain.application import CaseWork
 from projections.base import read_model_datastore
 from projections.case_status import CaseStatus
+from projections.funnel import Funnel
 from tests.conftest import DATABASE_URL
 from tests.test_case_status import expected_rows, table_rows, varied_cases
 
@@ -62,3 +63,31 @@ def test_a_message_whose_event_cannot_be_rebuilt_is_dead_lettered_and_the_rest_a
     }
     assert rows[paid_case]["payments"] == expected[paid_case]["payments"] - 1
     model.datastore.close()
+
+
+def test_read_models_commit_a_batch_together_or_not_at_all(app: CaseWork, pg_schema: str) -> None:
+    varied_cases(app)
+    notifications = app.recorder.select_notifications(start=1, limit=10_000)
+    incoming = [(m.headers, m.body) for m in (encode(n, prefix="t.events") for n in notifications)]
+    datastore = read_model_datastore(DATABASE_URL, schema=pg_schema)
+    status, funnel = CaseStatus(datastore), Funnel(datastore)
+    for model in (status, funnel):
+        model.create_table()
+
+    def broken(curs: Any) -> None:
+        raise RuntimeError("the funnel's rows cannot be written")
+
+    funnel.flush_batch = broken  # type: ignore[method-assign]
+    projector = Projector(
+        app.mapper, [status, funnel], application_name=app.name, deadletter=Recorded()
+    )
+    with pytest.raises(RuntimeError):
+        asyncio.run(projector.project(incoming))
+    # case_status's rows and tracking went back with the funnel's: both still at 0.
+    assert status.position(app.name) == funnel.position(app.name) == 0
+    assert table_rows(status) == {}
+
+    del funnel.flush_batch
+    asyncio.run(projector.project(incoming))
+    assert status.position(app.name) == funnel.position(app.name) == notifications[-1].id
+    datastore.close()
