@@ -242,16 +242,16 @@ async def raw_inbox_consume(nats_url: str, where: EventsDestination, count: int)
         ),
     )
     inbox = client.new_inbox()
-    request = orjson.dumps({"batch": BATCH, "expires": 1_000_000_000})
     answered = asyncio.Event()
     batch: list[Any] = []
+    wanted = BATCH
 
     async def arrived(msg: Any) -> None:
         if not msg.data and msg.headers and "Status" in msg.headers:  # 408: expired
             answered.set()
             return
         batch.append(msg)
-        if len(batch) == BATCH:
+        if len(batch) == wanted:
             answered.set()
 
     await client.subscribe(inbox, cb=arrived)
@@ -260,6 +260,9 @@ async def raw_inbox_consume(nats_url: str, where: EventsDestination, count: int)
     while received < count:
         batch.clear()
         answered.clear()
+        # Never more than is left: a request for more would wait out its expiry at the end.
+        wanted = min(BATCH, count - received)
+        request = orjson.dumps({"batch": wanted, "expires": 1_000_000_000})
         await client.publish(f"$JS.API.CONSUMER.MSG.NEXT.{where.stream}.{durable}", request, inbox)
         await answered.wait()
         if batch:
