@@ -377,8 +377,7 @@ class NatsFeed(Feed):
             # Top up with what arrived while the previous batch was applied: under load
             # batches grow with the apply time.
             batch += puller.take_ready(self.batch_size - len(batch))
-        if await self._follows_on(batch):
-            await self._take(batch)
+        await self._take_in_turn(batch)
 
     async def _resume_after_fault(self) -> None:
         with suppress(TimeoutError):
@@ -391,21 +390,42 @@ class NatsFeed(Feed):
             else:
                 await self._restart_at(self.expected)
 
-    async def _follows_on(self, batch: list[Msg]) -> bool:
-        """Whether a batch starts where the last ended; on a gap, restart at the gap."""
-        first = batch[0].metadata.sequence.stream
-        if self.expected is None or first <= self.expected:
-            return True
-        if not await self._applied():  # stopping: what was taken is redelivered later
-            return False
-        oldest = (await self._js().stream_info(self.destination.stream)).state.first_seq
-        if oldest > self.expected:
-            # The stream's limits removed them: nothing to wait for; say so loudly.
-            log.error("stream no longer holds events", missing_from=self.expected, got=first)
-            return True
-        log.warning("gap in delivery", expected=self.expected, got=first)
-        await self._restart_at(self.expected)  # the old deliveries die with it
-        return False
+    async def _take_in_turn(self, batch: list[Msg]) -> None:
+        """Take a batch up to its first gap in stream sequences; at a gap, restart there.
+
+        Every message is checked, not only the first: a batch can span a gap (messages
+        lost with a connection while later ones kept coming), and acking its last message
+        (AckPolicy.ALL) would ack the missing ones too.
+        """
+        while batch:
+            following = self._following(batch)
+            if following:
+                await self._take(following)
+                batch = batch[len(following) :]
+                if not batch:
+                    return
+            if not await self._applied():  # stopping: what was taken is redelivered later
+                return
+            got = batch[0].metadata.sequence.stream
+            oldest = (await self._js().stream_info(self.destination.stream)).state.first_seq
+            if oldest > (self.expected or 0):
+                # The stream's limits removed them: nothing to wait for; say so loudly.
+                log.error("stream no longer holds events", missing_from=self.expected, got=got)
+                self.expected = got
+                continue
+            log.warning("gap in delivery", expected=self.expected, got=got)
+            await self._restart_at(self.expected or got)  # the old deliveries die with it
+            return
+
+    def _following(self, batch: list[Msg]) -> list[Msg]:
+        """The batch's messages before the first that skips a stream sequence."""
+        expected = self.expected
+        for index, msg in enumerate(batch):
+            sequence = msg.metadata.sequence.stream
+            if expected is not None and sequence > expected:
+                return batch[:index]
+            expected = max(expected or 0, sequence + 1)
+        return batch
 
     async def _take(self, batch: list[Msg]) -> None:
         """Apply a batch once the previous one is applied; meanwhile the loop fetches on."""

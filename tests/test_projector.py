@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from consumers.event_messages import encode
-from consumers.projector import Projector
+from consumers.projector import NatsFeed, Projector
 from domain.application import CaseWork
 from projections.base import read_model_datastore
 from projections.case_status import CaseStatus
@@ -91,3 +92,25 @@ def test_read_models_commit_a_batch_together_or_not_at_all(app: CaseWork, pg_sch
     asyncio.run(projector.project(incoming))
     assert status.position(app.name) == funnel.position(app.name) == notifications[-1].id
     datastore.close()
+
+
+class Delivered:
+    """A JetStream message as the feed sees it: only its stream sequence."""
+
+    def __init__(self, sequence: int) -> None:
+        self.metadata = SimpleNamespace(sequence=SimpleNamespace(stream=sequence))
+
+
+def test_a_nats_batch_is_taken_only_up_to_its_first_gap() -> None:
+    # 100-150 lost with a connection while 151 on kept coming: acking up to 155 (AckPolicy.ALL)
+    # would ack the lost ones too, and their redelivery would be skipped as applied.
+    feed = NatsFeed(None, None, None, None, batch_size=500)  # type: ignore[arg-type]
+    feed.expected = 95
+    batch: Any = [Delivered(n) for n in (95, 96, 97, 98, 99, 151, 152, 155)]
+    assert feed._following(batch) == batch[:5]
+    # Redeliveries below the expected sequence are kept (tracking skips them); a gap is not.
+    feed.expected = 90
+    again: Any = [Delivered(n) for n in (88, 90, 91, 93)]
+    assert feed._following(again) == again[:3]
+    feed.expected = None  # a fresh feed takes its first message as the start
+    assert feed._following(batch[5:]) == batch[5:7]
