@@ -18,7 +18,7 @@ from itertools import compress
 from operator import and_, itemgetter
 from typing import Any, ClassVar, NamedTuple, TypeVar
 from uuid import UUID
-from weakref import WeakSet
+from weakref import WeakKeyDictionary, WeakSet
 
 from psycopg import Connection, Cursor
 from psycopg.rows import DictRow
@@ -89,7 +89,8 @@ class Table:
         commit that touched any temporary table, and a pooled connection ends up holding
         the staging tables of every read model: ~20 file truncations per commit, which
         made a live batch of 40 events take 4x as long here. A DELETE of a few rows is
-        cheap; after a rebuild's big batch a TRUNCATE leaves no dead rows to scan.
+        cheap, but leaves them as dead rows (temporary tables are never vacuumed): once
+        TRUNCATE_FROM_ROWS rows went through, a TRUNCATE clears them.
         """
         empty = "TRUNCATE {staging}" if truncate else "DELETE FROM {staging}"
         return SQL(empty).format(staging=Identifier(self.staging_name(schema)))
@@ -151,7 +152,8 @@ class _Statements:
 
 
 _DISCOVERED = frozenset({Case.Discovered})
-# A staging table that took this many rows is truncated after its merge, not DELETEd from.
+# A staging table is truncated after its merge, not DELETEd from, once this many rows went
+# through it since the last truncation (each passes as a dead row the next scans read).
 TRUNCATE_FROM_ROWS = 5_000
 
 
@@ -271,6 +273,10 @@ class FoldingReadModel(ReadModel):
         }
         # Connections whose session already has the staging tables.
         self._staged_on: WeakSet[Connection[DictRow]] = WeakSet()
+        # Rows through each staging table since it was last truncated, per connection.
+        self._through_staging: WeakKeyDictionary[Connection[DictRow], dict[str, int]] = (
+            WeakKeyDictionary()
+        )
 
     @classmethod
     def handled_events(cls) -> frozenset[type]:
@@ -392,4 +398,13 @@ class FoldingReadModel(ReadModel):
             for row in rows:
                 copy.write_row(row)
         curs.execute(statements.merge)
-        curs.execute(statements.truncate if len(rows) >= TRUNCATE_FROM_ROWS else statements.delete)
+        # Temporary tables are never vacuumed: DELETEd rows stay as dead space the next
+        # COPY and merge scan, so after enough rows through it a table is truncated.
+        counts = self._through_staging.setdefault(curs.connection, {})
+        passed = counts.get(table.name, 0) + len(rows)
+        if passed >= TRUNCATE_FROM_ROWS:
+            curs.execute(statements.truncate)
+            passed = 0
+        else:
+            curs.execute(statements.delete)
+        counts[table.name] = passed
