@@ -28,8 +28,9 @@ save with every applied message's receipt. If that save fails (another writer, a
 receipt stored meanwhile, the database down), the batch runs again one message at a time
 (`apply_upstream`, the path of a lone message). Database faults are retried after
 `retry_delay` (NATS `nack(delay=)`, Redis: left pending for a reclaiming reader,
-RabbitMQ/Kafka: nack after the delay), and so is every later message of the batch,
-which may concern the same household (RabbitMQ: and every later delivery held).
+Kafka: nack after the delay, RabbitMQ: taken again here after the delay, before any later
+delivery), and so is every later message of the batch, which may concern the same
+household.
 """
 
 from __future__ import annotations
@@ -316,8 +317,12 @@ class _Intake:
     def _in_order(self, message: RabbitMessage) -> None:
         if self.rabbit_runs is None:
             self.rabbit_runs = DeliveryRuns(
-                BATCH_SIZE, _rabbit_tag, skip_missing_after=MISSING_TAG_SECONDS
+                BATCH_SIZE,
+                _rabbit_tag,
+                skip_missing_after=MISSING_TAG_SECONDS,
+                channel_of=_rabbit_channel,
             )
+        if self.rabbit_taking is None or self.rabbit_taking.done():
             self.rabbit_taking = asyncio.create_task(self._take_rabbit_runs(self.rabbit_runs))
         self.rabbit_runs.add(message)
 
@@ -325,11 +330,31 @@ class _Intake:
         """RabbitMQ deliveries in queue order, a run at a time (each acked on its own)."""
         while True:
             run = await runs.next_run()
-            if await self.take([self._delivery(m) for m in run]):
-                # Those nacked go back to the queue; what came after them goes back too,
-                # so that they are taken again in the order they were sent.
-                for later in runs.drain():
-                    await later.nack()
+            try:
+                await self._take_in_turn([self._delivery_in_turn(m) for m in run])
+            except Exception:
+                # Acking on a channel that went away: RabbitMQ gives back what is unacked
+                # when it notices; what is held here came on that channel too.
+                log.exception("RabbitMQ run not settled; its deliveries come back", size=len(run))
+                runs.drain()
+
+    async def _take_in_turn(self, deliveries: Sequence[_Delivery]) -> None:
+        """Take deliveries; retry those a transient fault stopped here, after the delay.
+
+        Not nacked back to the queue: RabbitMQ would redeliver them behind deliveries
+        already handed out, and those would be taken first (a visit report before its
+        alert). The runs behind wait meanwhile.
+        """
+        while deliveries:
+            deliveries = await self.take(deliveries)
+            if deliveries:
+                await asyncio.sleep(self.retry_delay)
+
+    def _delivery_in_turn(self, message: RabbitMessage) -> _Delivery:
+        """A RabbitMQ delivery whose retry is _take_in_turn's, not the queue's."""
+        delivery = self._delivery(message)
+        delivery.nack, delivery.nack_delays = _not_given_back, True
+        return delivery
 
     async def stop(self) -> None:
         """Stop taking RabbitMQ runs (what is not acked is redelivered later)."""
@@ -367,10 +392,10 @@ class _Intake:
             nack_delays=True,
         )
 
-    async def take(self, deliveries: Sequence[_Delivery]) -> bool:
+    async def take(self, deliveries: Sequence[_Delivery]) -> list[_Delivery]:
         """Parse, apply the good ones together, then ack, dead-letter or retry each.
 
-        Returns whether some were left for another try (a transient fault).
+        Returns those left for another try (a transient fault), already nacked.
         """
         good: list[tuple[_Delivery, CloudEvent]] = []
         await self.stats.count("received", times=len(deliveries))
@@ -383,7 +408,7 @@ class _Intake:
                 continue
             good.append((delivery, event))
         if not good:
-            return False
+            return []
         try:
             outcomes = await asyncio.to_thread(apply_batch, self.app, [e for _, e in good])
         except Exception as error:  # apply_batch keeps errors per message: a bug
@@ -426,7 +451,7 @@ class _Intake:
         if taken:
             log.info("upstream messages taken", **taken)
         await self.retry_later(retries)
-        return bool(retries)
+        return [delivery for delivery, _ in retries]
 
     def _check_subject(self, origin: str, event: CloudEvent) -> None:
         # Subjects name the type (NATS, RabbitMQ); a single stream (Redis, Kafka) does not.
@@ -481,6 +506,14 @@ class _Intake:
 
 def _rabbit_tag(message: RabbitMessage) -> int:
     return int(message.raw_message.delivery_tag or 0)
+
+
+def _rabbit_channel(message: RabbitMessage) -> object:
+    return message.raw_message.channel
+
+
+async def _not_given_back() -> None:
+    """A delivery retried in turn by the intake stays unacknowledged meanwhile."""
 
 
 def _dedup_id(raw_message: Any) -> str:

@@ -520,7 +520,9 @@ class RabbitFeed(Feed):
     def __init__(self, projector: Projector, subscriber: Any, batch_size: int) -> None:
         super().__init__(projector, subscriber)
         # aio-pika IncomingMessages, in queue order though handled concurrently.
-        self.deliveries: DeliveryRuns[Any] = DeliveryRuns(batch_size, _delivery_tag)
+        self.deliveries: DeliveryRuns[Any] = DeliveryRuns(
+            batch_size, _delivery_tag, channel_of=_delivery_channel
+        )
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -546,6 +548,10 @@ class RabbitFeed(Feed):
 
 def _delivery_tag(message: Any) -> Any:
     return message.delivery_tag
+
+
+def _delivery_channel(message: Any) -> object:
+    return message.channel
 
 
 def _rabbit_feed(

@@ -27,19 +27,29 @@ class DeliveryRuns(Generic[M]):
         tag_of: Callable[[M], Any],
         *,
         skip_missing_after: float | None = None,
+        channel_of: Callable[[M], object] | None = None,
     ) -> None:
         """`skip_missing_after`: seconds after which a tag that never showed up (its handler
         failed before adding it) is passed over; None waits for it (a consumer acking
-        runs with `multiple` must not ack past a delivery it never saw)."""
+        runs with `multiple` must not ack past a delivery it never saw). `channel_of`:
+        the channel a delivery came on; deliveries held from an earlier channel (closed,
+        reopened after a reconnect: tags start again) are dropped, RabbitMQ redelivers them."""
         self.batch_size = batch_size
         self._tag_of = tag_of
         self._skip_after = skip_missing_after
+        self._channel_of = channel_of
+        self._channel: object = None
         self.arrived: dict[int, M] = {}
         self.next_tag: int | None = None
         self._ready = asyncio.Event()
 
     def add(self, message: M) -> None:
         """A delivery arrived, not yet acknowledged."""
+        if self._channel_of is not None:
+            channel = self._channel_of(message)
+            if channel is not self._channel:
+                self.drain()
+                self._channel = channel
         self.arrived[int(self._tag_of(message))] = message
         self._ready.set()
 

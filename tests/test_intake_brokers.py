@@ -317,3 +317,33 @@ async def test_messages_about_one_household_take_effect_in_the_order_sent(
     for household in households:
         [case_id] = app.household_chain(household)
         assert app.get_case(case_id).verdict == "needs_support"
+
+
+@pytest.mark.rabbit
+async def test_rabbitmq_retries_a_fault_before_any_later_delivery(pg_schema: str) -> None:
+    # Nacked back to the queue, the alert would come again behind its visit report, and
+    # the report, taken first, would be refused for want of a case.
+    flaky = FlakyCaseWork(env=eventstore_env(DATABASE_URL, schema=pg_schema))
+    household = f"HH-{uuid4().hex[:8]}"
+    visit = {"team": "anren-team", "consent": {"given": True}, "verdict": "needs_support"}
+    report = {
+        **alert(household),
+        "type": "verification.reported",
+        "data": {
+            "household_id": household,
+            "household_size": 3,
+            "monthly_income_fen": 30000,
+            **visit,
+        },
+    }
+    try:
+        async with intake(RABBIT_URL, flaky) as (upstream, stats):
+            await upstream.publish(orjson.dumps(alert(household)), "monitoring.alert")
+            await upstream.publish(orjson.dumps(report), "verification.reported")
+            await settled(stats, lambda s: s.applied + s.dead_lettered.total() == 2)
+        assert stats.retried >= 1
+        assert not stats.dead_lettered
+        [case_id] = flaky.household_chain(household)
+        assert flaky.get_case(case_id).verdict == "needs_support"
+    finally:
+        flaky.close()
