@@ -62,6 +62,22 @@ def alert(household: str, message_id: str | None = None, **data: Any) -> dict[st
     }
 
 
+def visit_report(household: str) -> dict[str, Any]:
+    """A field team's visit report envelope: consent given, the household needs support."""
+    return {
+        **alert(household),
+        "type": "verification.reported",
+        "data": {
+            "household_id": household,
+            "team": "anren-team",
+            "consent": {"given": True},
+            "verdict": "needs_support",
+            "household_size": 3,
+            "monthly_income_fen": 30000,
+        },
+    }
+
+
 @dataclass
 class Upstream:
     """A plain client of one broker: publishes like an upstream system, reads dead letters."""
@@ -296,22 +312,10 @@ async def test_messages_about_one_household_take_effect_in_the_order_sent(
     # Each visit report follows its household's alert at once: taken out of turn, it would
     # find no case to verify and be refused.
     households = [f"HH-{uuid4().hex[:8]}" for _ in range(20)]
-    visit = {
-        "team": "anren-team",
-        "consent": {"given": True},
-        "verdict": "needs_support",
-        "household_size": 3,
-        "monthly_income_fen": 30000,
-    }
     async with intake(url, app) as (upstream, stats):
         for household in households:
             await upstream.publish(orjson.dumps(alert(household)), "monitoring.alert")
-            report = {
-                **alert(household),
-                "type": "verification.reported",
-                "data": {"household_id": household, **visit},
-            }
-            await upstream.publish(orjson.dumps(report), "verification.reported")
+            await upstream.publish(orjson.dumps(visit_report(household)), "verification.reported")
         await settled(stats, lambda s: s.applied + s.dead_lettered.total() == 2 * len(households))
     assert not stats.dead_lettered
     for household in households:
@@ -325,21 +329,10 @@ async def test_rabbitmq_retries_a_fault_before_any_later_delivery(pg_schema: str
     # the report, taken first, would be refused for want of a case.
     flaky = FlakyCaseWork(env=eventstore_env(DATABASE_URL, schema=pg_schema))
     household = f"HH-{uuid4().hex[:8]}"
-    visit = {"team": "anren-team", "consent": {"given": True}, "verdict": "needs_support"}
-    report = {
-        **alert(household),
-        "type": "verification.reported",
-        "data": {
-            "household_id": household,
-            "household_size": 3,
-            "monthly_income_fen": 30000,
-            **visit,
-        },
-    }
     try:
         async with intake(RABBIT_URL, flaky) as (upstream, stats):
             await upstream.publish(orjson.dumps(alert(household)), "monitoring.alert")
-            await upstream.publish(orjson.dumps(report), "verification.reported")
+            await upstream.publish(orjson.dumps(visit_report(household)), "verification.reported")
             await settled(stats, lambda s: s.applied + s.dead_lettered.total() == 2)
         assert stats.retried >= 1
         assert not stats.dead_lettered
