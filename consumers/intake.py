@@ -48,7 +48,6 @@ import orjson
 import psycopg
 import structlog
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
-from eventsourcing.postgres import PostgresApplicationRecorder
 from faststream import AckPolicy, BaseMiddleware, FastStream, StreamMessage
 from faststream.kafka import KafkaRouter
 from faststream.nats import NatsBroker, NatsRouter, PullSub
@@ -59,7 +58,6 @@ from faststream.redis import RedisBroker, RedisRouter, StreamSub
 from faststream.specification import AsyncAPI
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig
-from psycopg.sql import SQL, Identifier
 from pydantic import ValidationError
 
 from consumers.brokers import AnyBroker, make_broker
@@ -78,7 +76,6 @@ from consumers.translate import CaseFacts, Situation, acts_on_case, translate
 from domain.application import CaseWork, Unit
 from domain.commands import OpenCase
 from domain.errors import CaseAlreadyOpenError, CaseWorkError, DuplicateMessageError
-from domain.receipt import MessageReceipt
 
 __all__ = [
     "BATCH_SIZE",
@@ -89,7 +86,6 @@ __all__ = [
     "apply_upstream",
     "build_intake",
     "read_situation",
-    "received",
 ]
 
 log = structlog.get_logger("jiuzhu.intake")
@@ -204,20 +200,6 @@ def apply_upstream(app: CaseWork, event: CloudEvent) -> str:
             continue
         return "applied"
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def received(app: CaseWork, message_keys: Sequence[str]) -> set[str]:
-    """Which of these messages already took effect: one query on PostgreSQL."""
-    recorder = app.recorder
-    if not isinstance(recorder, PostgresApplicationRecorder):
-        return {key for key in message_keys if app.has_received(key)}
-    ids = {MessageReceipt.id_for(key): key for key in message_keys}
-    query = SQL("SELECT originator_id FROM {}.{} WHERE originator_id = ANY(%s)").format(
-        Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name)
-    )
-    with recorder.datastore.cursor() as curs:  # autocommit: one round trip
-        curs.execute(query, (list(ids),), prepare=True)
-        return {ids[row["originator_id"]] for row in curs.fetchall()}
 
 
 def apply_batch(app: CaseWork, events: Sequence[CloudEvent]) -> list[Outcome]:

@@ -12,7 +12,7 @@ import pytest
 from eventsourcing.persistence import OperationalError
 
 from consumers.contracts import CloudEvent, parse_upstream
-from consumers.intake import apply_batch, apply_upstream, received
+from consumers.intake import apply_batch, apply_upstream
 from consumers.translate import NoOpenCaseError
 from domain.application import CaseWork
 from domain.case import Case
@@ -109,7 +109,7 @@ def test_a_mixed_batch_applies_the_good_dead_letters_the_bad_and_counts_duplicat
     assert kinds(app, first) == [["Discovered", "ConsentGiven", "Verified"]]
     assert kinds(app, second) == [["Discovered"]]
     assert kinds(app, third) == [["Discovered"]]
-    assert received(app, [m.message_key for m in batch]) == {
+    assert {m.message_key for m in batch if app.has_received(m.message_key)} == {
         m.message_key for m in (batch[0], twice, batch[3], earlier)
     }
     [case_id] = app.household_chain(first)
