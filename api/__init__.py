@@ -1,0 +1,1 @@
+"""HTTP API and the staff workbench: the one window for people (an inbound adapter)."""

@@ -1,0 +1,1 @@
+"""Monthly payroll batch jobs: prepare, export, settle (the aggregates live in domain/)."""

@@ -1,0 +1,1 @@
+"""Process managers that follow the event log and act on the cases: the workflow clock."""

@@ -1,0 +1,1 @@
+"""Data comparison: department extracts screened in bulk against the monitored population."""
