@@ -22,6 +22,7 @@ from projections.decoding import LogRow
 
 __all__ = [
     "EVENTS_PREFIX",
+    "STORE_ID",
     "EventMessage",
     "UndecodableEventError",
     "encode",
@@ -42,6 +43,8 @@ TYPE = "type"
 CORRELATION_ID = "correlation-id"
 CAUSATION_ID = "causation-id"
 NATS_MSG_ID = "Nats-Msg-Id"
+# The event store that recorded the event (consumers.store_identity); absent before 2026-12.
+STORE_ID = "store-id"
 
 _WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
@@ -95,8 +98,14 @@ def _provenance(state: bytes) -> tuple[str, str]:
     return str(fields.get("correlation_id") or ""), str(fields.get("causation_id") or "")
 
 
-def encode(notification: Notification, *, prefix: str = EVENTS_PREFIX) -> EventMessage:
-    """The relief.events message for a notification of the application's log."""
+def encode(
+    notification: Notification, *, prefix: str = EVENTS_PREFIX, store: str = ""
+) -> EventMessage:
+    """The relief.events message for a notification of the application's log.
+
+    With a store id, the message says which store recorded it and its broker message id
+    includes it: two stores' events with the same (case, version) are not duplicates.
+    """
     subject, event_type = _routing(notification.topic, prefix)
     correlation, causation = _provenance(notification.state)
     version = notification.originator_version
@@ -107,7 +116,7 @@ def encode(notification: Notification, *, prefix: str = EVENTS_PREFIX) -> EventM
     )
     headers = {
         EVENT_ID: the_id,
-        NATS_MSG_ID: the_id,
+        NATS_MSG_ID: f"{store}:{the_id}" if store else the_id,
         NOTIFICATION_ID: str(notification.id),
         CASE_ID: case_id,
         VERSION: str(version),
@@ -116,6 +125,8 @@ def encode(notification: Notification, *, prefix: str = EVENTS_PREFIX) -> EventM
         CORRELATION_ID: correlation,
         CAUSATION_ID: causation,
     }
+    if store:
+        headers[STORE_ID] = store
     return EventMessage(subject, notification.state, headers, notification.id, case_id)
 
 

@@ -5,6 +5,12 @@ every read model of projections.registry (one transaction for all of them, each 
 model's tracking inside it), then acknowledged. Redelivered events are at or below a read
 model's tracked position and change nothing. A message that cannot be decoded is
 dead-lettered with the reason, logged and counted, never dropped silently.
+
+The broker is transport only; PostgreSQL is the record. Messages another event store
+published (another deployment on the same broker) are refused and counted. Notification
+ids the broker did not deliver (dropped as duplicates, lost, dead-lettered) are read from
+the event store's log before the batch is applied, and counted; ids the log itself never
+had (rolled-back sequence values) are fine.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from uuid import UUID
 
 import psycopg
 import structlog
-from eventsourcing.persistence import IntegrityError, Mapper
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Mapper
 from eventsourcing.postgres import PostgresDatastore
 from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
@@ -34,7 +40,7 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from consumers.brokers import AnyBroker
-from consumers.event_messages import UndecodableEventError, log_row
+from consumers.event_messages import NOTIFICATION_ID, STORE_ID, UndecodableEventError, log_row
 from consumers.nats_pull import ConsumerGoneError, Puller
 from consumers.rabbit_order import DeliveryRuns
 from consumers.streams import EventsDestination
@@ -45,9 +51,11 @@ __all__ = [
     "DeadLetterer",
     "Feed",
     "Incoming",
+    "LogSource",
     "Projector",
     "ProjectorStats",
     "StoppingError",
+    "log_source",
     "subscribe_projector",
 ]
 
@@ -65,6 +73,9 @@ IDLE_FETCH_SECONDS = 1.0
 # BATCH_LINGER_SECONDS. Fewer, fuller batches mean fewer read-model transactions.
 BATCH_LINGER_SECONDS = 0.05
 BATCH_QUIET_SECONDS = 0.005
+# At most this many missing notifications are read from the log for one batch; a larger
+# gap is filled over the next batches (what the broker delivered past it waits for them).
+GAP_READ_LIMIT = 20_000
 # A batch whose tracking record collides with another writer's is tried again this often.
 CONFLICT_RETRIES = 3
 
@@ -74,6 +85,28 @@ class DeadLetterer(Protocol):
 
     async def __call__(self, headers: Mapping[str, Any], body: bytes, reason: str) -> None:
         """Return once the dead letter is stored."""
+
+
+class LogSource(Protocol):
+    """Rows of the event store's log between two notification ids (exclusive), in order."""
+
+    def __call__(self, after: int, before: int, limit: int) -> list[LogRow]:
+        """At most `limit` rows with after < notification id < before."""
+
+
+def log_source(recorder: ApplicationRecorder) -> LogSource:
+    """Gaps read from an application's notification log (the event store itself)."""
+
+    def rows(after: int, before: int, limit: int) -> list[LogRow]:
+        if before - after <= 1:
+            return []
+        found = recorder.select_notifications(after + 1, limit, stop=before - 1)
+        return [
+            (n.id, UUID(str(n.originator_id)), n.originator_version, n.topic, n.state)
+            for n in found
+        ]
+
+    return rows
 
 
 class StoppingError(Exception):
@@ -88,6 +121,8 @@ class ProjectorStats:
     applied: int = 0
     batches: int = 0
     dead_lettered: int = 0
+    foreign: int = 0  # refused: published by another event store
+    recovered: int = 0  # read from the log: the broker did not deliver them
     position: int = 0
     failing: bool = False
     halted: str | None = None
@@ -104,8 +139,13 @@ class Projector:
         *,
         application_name: str,
         deadletter: DeadLetterer,
+        store: str | None = None,
+        log_source: LogSource | None = None,
     ) -> None:
         self.read_models = list(read_models)
+        self.store = store  # None: take messages from any store (tests, benchmarks)
+        self.log_source = log_source  # None: no gap filling
+        self._known: int | None = None  # everything up to it applied (None: ask the models)
         self._by_datastore: dict[PostgresDatastore, list[ReadModel]] = {}
         # By name: the order `jiuzhu rebuild` locks live tables in when it swaps them.
         for model in sorted(self.read_models, key=lambda m: m.name):
@@ -133,19 +173,96 @@ class Projector:
         async with self._busy:
             self.stats.received += len(batch)
             rows: dict[int, tuple[LogRow, Incoming]] = {}
+            foreign = 0
             for headers, body in batch:
+                origin = headers.get(STORE_ID)
+                if self.store is not None and origin is not None and origin != self.store:
+                    foreign += 1
+                    continue
                 try:
                     row = log_row(headers, body)
                 except UndecodableEventError as error:
                     await self._dead_letter(headers, body, str(error))
                     continue
+                if self.store is not None and origin is None:
+                    # Of unknown origin (an older relay, another publisher): refused, and
+                    # if it was ours, the gap it leaves is read from the log.
+                    foreign += 1
+                    continue
                 rows.setdefault(row[0], (row, (headers, body)))  # a repeat is the same event
-            # Brokers deliver in order; sorting guards the skip-by-position within a batch.
-            events = await self._decode([rows[position] for position in sorted(rows)])
-            if events:
-                await self._apply(events)
+            if foreign:
+                self._refuse(foreign, batch)
+            while rows:
+                # A gap too large to fill at once leaves the rows past it for the next turn.
+                later = await self._fill_gaps(rows) if self.log_source is not None else {}
+                await self._apply_rows(rows)
+                if later and self.stopping.is_set():
+                    raise StoppingError
+                rows = later
             self.stats.batches += 1
             self.stats.heartbeat = time.monotonic()
+
+    async def _apply_rows(self, rows: dict[int, tuple[LogRow, Incoming]]) -> None:
+        # Brokers deliver in order; sorting guards the skip-by-position within a batch.
+        events = await self._decode([rows[position] for position in sorted(rows)])
+        try:
+            if events:
+                await self._apply(events)
+        except BaseException:
+            self._known = None  # ask the read models again next time
+            raise
+        if rows and self._known is not None:
+            self._known = max(self._known, max(rows))
+
+    def _refuse(self, count: int, batch: Sequence[Incoming]) -> None:
+        self.stats.foreign += count
+        stores = sorted({str(h.get(STORE_ID, "")) for h, _ in batch} - {self.store or ""})
+        log.warning(
+            "relief.events from another event store refused",
+            count=count,
+            stores=stores[:3],
+            refused=self.stats.foreign,
+        )
+
+    async def _fill_gaps(
+        self, rows: dict[int, tuple[LogRow, Incoming]]
+    ) -> dict[int, tuple[LogRow, Incoming]]:
+        """Add from the log what the broker skipped between the position and the batch.
+
+        Returns the rows to apply after these (past a gap larger than GAP_READ_LIMIT).
+        """
+        assert self.log_source is not None
+        if self._known is None:
+            self._known = await asyncio.to_thread(self.position)
+        expected, gaps = self._known + 1, []
+        for position in sorted(rows):
+            if position > expected:
+                gaps.append((expected - 1, position))
+            expected = max(expected, position + 1)
+        budget, later = GAP_READ_LIMIT, {}
+        for after, before in gaps:
+            if budget <= 0:
+                later = {p: rows.pop(p) for p in [p for p in rows if p > after]}
+                break
+            found = await asyncio.to_thread(self.log_source, after, before, budget + 1)
+            if len(found) > budget:
+                found = found[:budget]
+                later = {p: rows.pop(p) for p in [p for p in rows if p > found[-1][0]]}
+            for row in found:
+                rows[row[0]] = (row, ({NOTIFICATION_ID: str(row[0]), "read-from": "log"}, row[4]))
+            budget -= len(found)
+            self.stats.recovered += len(found)
+            if found:
+                log.warning(
+                    "notifications the broker did not deliver read from the log",
+                    after=after,
+                    before=before,
+                    read=len(found),
+                    recovered=self.stats.recovered,
+                )
+            if later:
+                break
+        return later
 
     async def _decode(self, rows: list[tuple[LogRow, Incoming]]) -> LogBatch:
         """The batch's events as a rebuild decodes them; a message that fails is dead-lettered."""
@@ -192,6 +309,7 @@ class Projector:
             try:
                 applied = await asyncio.to_thread(self._apply_together, events)
             except IntegrityError:
+                self._known = None
                 # Another projector committed these events meanwhile (two were active for
                 # a moment while the lease changed hands): the retry reads the positions
                 # again and skips what it applied. Over and over, it is a bug: halt.

@@ -19,6 +19,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 
 from consumers.event_messages import EventMessage, encode
+from consumers.store_identity import store_identity
 from consumers.streams import EventsDestination, Publisher
 
 __all__ = ["Relay", "RelayPosition", "RelayStats"]
@@ -101,6 +102,7 @@ class Relay:
         self.window = window
         self.positions = RelayPosition(recorder, f"{publisher.kind}:{destination.stream}")
         self.stats = RelayStats()
+        self.store = ""  # the event store's id, read when the relay starts
         self._wakeup = asyncio.Event()
 
     def healthy(self, *, stale_after: float = 10.0) -> bool:
@@ -110,6 +112,7 @@ class Relay:
     async def run(self, stopping: asyncio.Event) -> None:
         """Relay until stopping is set; the window in flight is finished and recorded."""
         await asyncio.to_thread(self.positions.create_table)
+        self.store = await asyncio.to_thread(store_identity, self.recorder.datastore)
         listener = asyncio.create_task(self._listen(stopping))
         try:
             while not stopping.is_set():
@@ -175,7 +178,7 @@ class Relay:
             start=after, limit=self.window, inclusive_of_start=False
         )
         prefix = self.destination.prefix
-        return [encode(n, prefix=prefix) for n in notifications]
+        return [encode(n, prefix=prefix, store=self.store) for n in notifications]
 
     async def _listen(self, stopping: asyncio.Event) -> None:
         """Wake the relay on the event store's NOTIFY (sent when events commit)."""

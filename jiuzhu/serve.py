@@ -22,8 +22,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumers.brokers import make_broker
 from consumers.lease import UNLEASED_ROLES, Lease, LeaseState, run_leased
-from consumers.projector import Feed, Projector, subscribe_projector
+from consumers.projector import Feed, Projector, log_source, subscribe_projector
 from consumers.relay import Relay
+from consumers.store_identity import store_identity
 from consumers.streams import BrokerDeadLetterer, EventsDestination, declare_events, make_publisher
 from domain.application import CaseWork
 from jiuzhu.audit.casework import AuditedCaseWork
@@ -77,6 +78,11 @@ class ServeSettings(BaseSettings):
     checkpoint_publish_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="How often the relay carries new checkpoints"
     )
+    events_durable: str = Field(
+        default="projector",
+        description="The projector's durable consumer / group (one per event store sharing "
+        "a stream)",
+    )
 
     def destination(self) -> EventsDestination:
         """The relief.events destination these settings name."""
@@ -84,6 +90,7 @@ class ServeSettings(BaseSettings):
             prefix=self.events_prefix,
             stream=self.events_stream,
             deadletter=self.events_deadletter,
+            durable=self.events_durable,
         )
 
 
@@ -142,7 +149,6 @@ class Service:
         broker_url: str,
         settings: Settings,
         options: ServeSettings,
-        health: Health | None = None,
         stopping: asyncio.Event | None = None,
     ) -> None:
         self.components = components
@@ -151,7 +157,7 @@ class Service:
         self.settings = settings
         self.options = options
         self.destination = options.destination()
-        self.health = health or Health()
+        self.health = Health()
         self.stopping = stopping or asyncio.Event()
         self.relay: Relay | None = None
         self.projector: Projector | None = None
@@ -209,6 +215,8 @@ class Service:
             models,
             application_name=app.name,
             deadletter=BrokerDeadLetterer(broker, destination),
+            store=await asyncio.to_thread(store_identity, app.recorder.datastore),  # type: ignore[attr-defined]
+            log_source=log_source(app.recorder),
         )
         feed = subscribe_projector(
             broker,
@@ -294,12 +302,16 @@ async def serve(
             broker_url=broker_url,
             settings=settings,
             options=options,
-            health=health,
             stopping=halt,
         )
         async with service:
+            # Served once every component started: a half-started process is not healthy.
+            health.checks, health.figures = service.health.checks, service.health.figures
             log.info("serving", components=sorted(components), stream=service.destination.stream)
-            return await service.wait()
+            try:
+                return await service.wait()
+            finally:
+                health.checks, health.figures = {}, {}
 
     server = None
     if options.health_port:
