@@ -383,7 +383,7 @@ class _Intake:
         await self.stats.count("received", times=len(deliveries))
         for delivery in deliveries:
             try:
-                event = parse_upstream(delivery.body)
+                event = parse_upstream(delivery.body, delivery.headers)
                 self._check_subject(delivery.origin, event)
             except BadMessageError as error:
                 await self.dead_letter(delivery, error.reason, error)
@@ -680,8 +680,13 @@ def build_intake(
             title="jiuzhu upstream intake",
             version="1.0.0",
             description=(
-                "Upstream systems publish CloudEvents 1.0 (structured JSON) on "
-                f"{subject_prefix}.<type>; bad messages go to {deadletter_subject}."
+                "Upstream systems publish CloudEvents 1.0 on "
+                f"{subject_prefix}.<type>, in structured mode (one JSON envelope) or binary "
+                "mode (attributes in ce- headers, ce_ on Kafka, cloudEvents: or "
+                "cloudEvents_ from AMQP 1.0; the body is the data). The correlation id is "
+                "the envelope's correlationid extension attribute; without it, the "
+                "correlation_id header; without either, the message itself (source/id). "
+                f"Bad messages go to {deadletter_subject}."
             ),
         ),
     )
