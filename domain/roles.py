@@ -59,6 +59,8 @@ READ_PERMISSIONS: dict[str, frozenset[Role]] = {
     # Signing a checkpoint attests the log; schedulers run it as the upstream system.
     "checkpoint_audit_trail": frozenset({Role.AUDITOR, Role.APPROVER, Role.UPSTREAM_SYSTEM}),
 }
+# Reports are statistics without personal data: every reader may print them.
+READ_PERMISSIONS["read_reports"] = _READERS
 
 
 def may(role: Role, command: str) -> bool:

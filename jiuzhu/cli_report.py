@@ -14,7 +14,19 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from rich.table import Table
 
-from jiuzhu.cli_common import console, fail, load_settings, print_json
+from domain.errors import PermissionDeniedError
+from domain.roles import Role, may_read
+from jiuzhu.cli_common import (
+    ActorOpt,
+    RoleOpt,
+    Who,
+    console,
+    fail,
+    load_settings,
+    print_json,
+    user_errors,
+    who,
+)
 from jiuzhu.runtime import endpoints
 from projections import (
     funnel,
@@ -60,6 +72,7 @@ def _month(value: str | None, option: str) -> str | None:
     return f"{year}-{int(month):02d}"
 
 
+@user_errors
 def report(
     name: Annotated[str, typer.Argument(help=f"One of: {', '.join(REPORTS)}", show_default=False)],
     region: Annotated[
@@ -76,6 +89,8 @@ def report(
     schema: Annotated[
         str | None, typer.Option(help="Schema of the read models (default: JIUZHU_DB_SCHEMA)")
     ] = None,
+    actor: ActorOpt = None,
+    role: RoleOpt = None,
 ) -> None:
     """Print a report from the read models: funnel, tasks, payments, time to support, ..."""
     if name not in REPORTS:
@@ -90,6 +105,7 @@ def report(
     except ValueError as error:
         raise fail(str(error)) from None
     settings = load_settings()
+    _authorise(who(settings, actor, role))
     with endpoints(settings) as ends:
         schema = schema or settings.db_schema
         datastore = read_model_datastore(ends.database_url, schema=schema, pool_size=1)
@@ -101,6 +117,12 @@ def report(
         finally:
             datastore.close()
     render(result, output)
+
+
+def _authorise(person: Who) -> None:
+    """Reports are read as every reading command reads: by a role allowed to."""
+    if person.role not in set(Role) or not may_read(Role(person.role), "read_reports"):
+        raise PermissionDeniedError(person.actor, person.role, "read_reports")
 
 
 def render(result: Report, output: Format) -> None:

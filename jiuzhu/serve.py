@@ -78,6 +78,11 @@ class ServeSettings(BaseSettings):
     checkpoint_publish_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="How often the relay carries new checkpoints"
     )
+    health_host: str | None = Field(
+        default=None,
+        description="Address /health (and /metrics) listen on; empty: 127.0.0.1 in the "
+        "embedded mode, every interface (0.0.0.0) with configured servers",
+    )
     events_durable: str = Field(
         default="projector",
         description="The projector's durable consumer / group (one per event store sharing "
@@ -315,7 +320,8 @@ async def serve(
 
     server = None
     if options.health_port:
-        server = await asyncio.start_server(health.answer, "0.0.0.0", options.health_port)
+        host = options.health_host or "0.0.0.0"
+        server = await asyncio.start_server(health.answer, host, options.health_port)
     try:
         status = await run_leased(lease, stopping, work)
     finally:
