@@ -120,6 +120,7 @@ class ProjectorStats:
     received: int = 0
     applied: int = 0
     batches: int = 0
+    batch_seconds: float = 0.0  # time spent in batches, decoding to commit
     dead_lettered: int = 0
     foreign: int = 0  # refused: published by another event store
     recovered: int = 0  # read from the log: the broker did not deliver them
@@ -171,6 +172,7 @@ class Projector:
         if self.stopping.is_set():
             raise StoppingError
         async with self._busy:
+            started = time.perf_counter()
             self.stats.received += len(batch)
             rows: dict[int, tuple[LogRow, Incoming]] = {}
             foreign = 0
@@ -200,6 +202,7 @@ class Projector:
                     raise StoppingError
                 rows = later
             self.stats.batches += 1
+            self.stats.batch_seconds += time.perf_counter() - started
             self.stats.heartbeat = time.monotonic()
 
     async def _apply_rows(self, rows: dict[int, tuple[LogRow, Incoming]]) -> None:

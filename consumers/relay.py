@@ -77,6 +77,7 @@ class RelayStats:
     position: int = 0
     published: int = 0
     windows: int = 0
+    window_seconds: float = 0.0  # time spent publishing windows until the broker acked
     faults: int = 0
     caught_up: bool = False
     # monotonic time of the last loop turn: a stuck relay stops updating it.
@@ -151,7 +152,9 @@ class Relay:
                 last = messages[-1].notification_id
                 # Read (and encode) the next window while this one is on the wire.
                 reading = self._read(last)
+                publishing = time.perf_counter()
                 await self.publisher.publish(messages)
+                self.stats.window_seconds += time.perf_counter() - publishing
                 if recording is not None:
                     await recording
                 recording = asyncio.create_task(asyncio.to_thread(self.positions.record, last))

@@ -20,7 +20,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from consumers.brokers import make_broker
+from consumers.brokers import AnyBroker, make_broker
 from consumers.lease import UNLEASED_ROLES, Lease, LeaseState, run_leased
 from consumers.projector import Feed, Projector, log_source, subscribe_projector
 from consumers.relay import Relay
@@ -31,6 +31,8 @@ from jiuzhu.audit.casework import AuditedCaseWork
 from jiuzhu.audit.courier import carry_checkpoints
 from jiuzhu.bootstrap import casework
 from jiuzhu.logging import quiet_access_log
+from jiuzhu.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from jiuzhu.metrics import ProcessMetrics
 from jiuzhu.settings import Settings
 from projections.base import read_model_datastore
 from projections.registry import READ_MODELS
@@ -106,6 +108,7 @@ class Health:
     checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     figures: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
     lease: LeaseState | None = None  # None: no lease (every instance works)
+    metrics: Callable[[], bytes] | None = None  # /metrics, Prometheus's text format
 
     def report(self) -> tuple[bool, dict[str, Any]]:
         """Whether all are healthy, and the body to answer with."""
@@ -125,14 +128,18 @@ class Health:
         try:
             request = await asyncio.wait_for(reader.readline(), 5.0)
             path = request.split()[1].decode() if len(request.split()) > 1 else "/"
+            content_type = "application/json"
             if path.rstrip("/") in ("/health", ""):
                 healthy, body = self.report()
                 status = "200 OK" if healthy else "503 Service Unavailable"
+                payload = json.dumps(body).encode()
+            elif path == "/metrics" and self.metrics is not None:
+                status, content_type = "200 OK", METRICS_CONTENT_TYPE
+                payload = await asyncio.to_thread(self.metrics)
             else:
-                status, body = "404 Not Found", {"error": "try /health"}
-            payload = json.dumps(body).encode()
+                status, payload = "404 Not Found", b'{"error": "try /health or /metrics"}'
             writer.write(
-                f"HTTP/1.0 {status}\r\nContent-Type: application/json\r\n"
+                f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(payload)}\r\n\r\n".encode()
                 + payload
             )
@@ -155,6 +162,7 @@ class Service:
         settings: Settings,
         options: ServeSettings,
         stopping: asyncio.Event | None = None,
+        metrics: ProcessMetrics | None = None,
     ) -> None:
         self.components = components
         self.database_url = database_url
@@ -164,6 +172,7 @@ class Service:
         self.destination = options.destination()
         self.health = Health()
         self.stopping = stopping or asyncio.Event()
+        self.metrics = metrics
         self.relay: Relay | None = None
         self.projector: Projector | None = None
         self.running: list[asyncio.Task[Any]] = []
@@ -200,7 +209,13 @@ class Service:
         if "intake" in self.components:
             self.running.append(
                 await _start_intake(
-                    stack, app, self.broker_url, self.health, self.stopping, self.options
+                    stack,
+                    app,
+                    self.broker_url,
+                    self.health,
+                    self.stopping,
+                    self.options,
+                    self._observe,
                 )
             )
 
@@ -208,6 +223,7 @@ class Service:
         stack, destination = self._stack, self.destination
         broker = make_broker(self.broker_url)
         quiet_access_log(broker)
+        self._observe(broker)
         datastore = read_model_datastore(
             self.database_url, schema=self.settings.db_schema, pool_size=len(READ_MODELS) + 1
         )
@@ -245,6 +261,7 @@ class Service:
     async def _start_relay(self, app: CaseWork) -> None:
         broker = make_broker(self.broker_url)
         quiet_access_log(broker)
+        self._observe(broker)
         await declare_events(broker, self.destination)
         self._stack.push_async_callback(broker.stop)
         self.relay = relay = Relay(
@@ -268,6 +285,10 @@ class Service:
             )
         self.health.checks["relay"] = relay.healthy
         self.health.figures["relay"] = _relay_figures(relay)
+
+    def _observe(self, broker: AnyBroker) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(broker)
 
     async def wait(self) -> int:
         """Until stopping is set or a component ends; the exit status (1: one failed)."""
@@ -299,6 +320,13 @@ async def serve(
         loop.add_signal_handler(signum, stopping.set)
     lease = Lease(database_url, scope=settings.db_schema, roles=components - UNLEASED_ROLES)
     health = Health(lease=lease.status if lease.keys else None)
+    metrics = ProcessMetrics(
+        figures=lambda: {name: figures() for name, figures in health.figures.items()},
+        lease=health.lease,
+        database_url=database_url,
+        schema=settings.db_schema,
+    )
+    health.metrics = metrics.render
 
     async def work(halt: asyncio.Event) -> int:
         service = Service(
@@ -308,6 +336,7 @@ async def serve(
             settings=settings,
             options=options,
             stopping=halt,
+            metrics=metrics,
         )
         async with service:
             # Served once every component started: a half-started process is not healthy.
@@ -354,6 +383,11 @@ def _projector_figures(projector: Projector) -> Callable[[], dict[str, Any]]:
             "applied": stats.applied,
             "position": stats.position,
             "dead_lettered": stats.dead_lettered,
+            "received": stats.received,
+            "batches": stats.batches,
+            "batch_seconds": round(stats.batch_seconds, 6),
+            "foreign": stats.foreign,
+            "recovered": stats.recovered,
             "failing": stats.failing,
             "halted": stats.halted,
         }
@@ -364,7 +398,13 @@ def _projector_figures(projector: Projector) -> Callable[[], dict[str, Any]]:
 def _relay_figures(relay: Relay) -> Callable[[], dict[str, Any]]:
     def figures() -> dict[str, Any]:
         stats = relay.stats
-        return {"position": stats.position, "published": stats.published, "faults": stats.faults}
+        return {
+            "position": stats.position,
+            "published": stats.published,
+            "faults": stats.faults,
+            "windows": stats.windows,
+            "window_seconds": round(stats.window_seconds, 6),
+        }
 
     return figures
 
@@ -376,6 +416,7 @@ async def _start_intake(
     health: Health,
     stopping: asyncio.Event,
     options: ServeSettings,
+    observe: Callable[[AnyBroker], None],
 ) -> asyncio.Task[Any]:
     """The upstream intake, as consumers.intake.build_intake wires it (its own module)."""
     from consumers.intake import IntakeStats, build_intake
@@ -392,6 +433,7 @@ async def _start_intake(
         stats=stats,
     )
     quiet_access_log(broker)
+    observe(broker)
     await intake.start()  # runs its on_startup hooks (declarations), then the broker
     stack.push_async_callback(intake.stop)
     subscribers: list[Any] = list(broker.subscribers)
