@@ -58,8 +58,10 @@ from faststream.redis import RedisBroker, RedisRouter, StreamSub
 from faststream.specification import AsyncAPI
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig
+from opentelemetry.trace import Span
 from pydantic import ValidationError
 
+from consumers import tracing
 from consumers.brokers import AnyBroker, make_broker
 from consumers.contracts import BadMessageError, CloudEvent, UpstreamEvent, parse_upstream
 from consumers.deadletter import (
@@ -391,20 +393,26 @@ class _Intake:
             good.append((delivery, event))
         if not good:
             return []
+        spans = [_intake_span(d, e) for d, e in good] if tracing.enabled() else []
+        if spans:
+            await self._keep_traces(good, spans)
         try:
             outcomes = await asyncio.to_thread(apply_batch, self.app, [e for _, e in good])
         except Exception as error:  # apply_batch keeps errors per message: a bug
             outcomes = [error] * len(good)
+        for span, outcome in zip(spans, outcomes, strict=False):  # no spans: tracing off
+            span.set_attribute("jiuzhu.outcome", outcome if isinstance(outcome, str) else "error")
+            span.end()
         retries: list[tuple[_Delivery, BaseException]] = []
         taken: Counter[str] = Counter()  # applied, no_effect, duplicate
-        tracing = _stdlib_log.isEnabledFor(logging.DEBUG)
+        debug_each = _stdlib_log.isEnabledFor(logging.DEBUG)
         for (delivery, event), outcome in zip(good, outcomes, strict=True):
             if isinstance(outcome, str):
                 # The common case stays lean: at hundreds a second, a log line per message
                 # (INFO before) was ~8% of the intake's samples at 500/s; one line per batch.
                 await delivery.ack()
                 taken[outcome] += 1
-                if tracing:
+                if debug_each:
                     log.debug(
                         f"upstream message {outcome.replace('_', ' ')}",
                         correlation_id=event.correlation_id,
@@ -434,6 +442,21 @@ class _Intake:
             log.info("upstream messages taken", **taken)
         await self.retry_later(retries)
         return [delivery for delivery, _ in retries]
+
+    async def _keep_traces(
+        self, good: Sequence[tuple[_Delivery, CloudEvent]], spans: Sequence[Span]
+    ) -> None:
+        """Keep each message's trace before its events are appended (the relay may publish
+        them at once) for the relay to continue."""
+        links = [
+            (event.causation_id, tracing.traceparent_of(span))
+            for (_, event), span in zip(good, spans, strict=True)
+        ]
+        contexts = tracing.TraceContexts(self.app.recorder.datastore)  # type: ignore[attr-defined]
+        try:
+            await asyncio.to_thread(contexts.record, links)
+        except Exception as error:  # traces are a help, never a reason to stop taking
+            log.warning("trace contexts not kept", error=repr(error))
 
     def _check_subject(self, origin: str, event: CloudEvent) -> None:
         # Subjects name the type (NATS, RabbitMQ); a single stream (Redis, Kafka) does not.
@@ -484,6 +507,15 @@ class _Intake:
             await asyncio.sleep(self.retry_delay)  # once for the batch
         for delivery, _ in retries:
             await delivery.nack()
+
+
+def _intake_span(delivery: _Delivery, event: CloudEvent) -> Span:
+    """The message's span, continuing the producer's trace (CloudEvents' or W3C's)."""
+    extra = event.model_extra or {}
+    parent = extra.get(tracing.TRACEPARENT) or tracing.header(delivery.headers)
+    return tracing.start_span(
+        f"intake {event.type}", parent, **{"messaging.message.id": event.message_key}
+    )
 
 
 def _rabbit_tag(message: RabbitMessage) -> int:

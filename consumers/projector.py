@@ -38,7 +38,9 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as NatsAckPolicy
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
+from opentelemetry.trace import Span
 
+from consumers import tracing
 from consumers.brokers import AnyBroker
 from consumers.event_messages import NOTIFICATION_ID, STORE_ID, UndecodableEventError, log_row
 from consumers.nats_pull import ConsumerGoneError, Puller
@@ -194,6 +196,7 @@ class Projector:
                 rows.setdefault(row[0], (row, (headers, body)))  # a repeat is the same event
             if foreign:
                 self._refuse(foreign, batch)
+            spans = _projector_spans(rows) if tracing.enabled() else []
             while rows:
                 # A gap too large to fill at once leaves the rows past it for the next turn.
                 later = await self._fill_gaps(rows) if self.log_source is not None else {}
@@ -201,6 +204,8 @@ class Projector:
                 if later and self.stopping.is_set():
                     raise StoppingError
                 rows = later
+            for span in spans:
+                span.end()
             self.stats.batches += 1
             self.stats.batch_seconds += time.perf_counter() - started
             self.stats.heartbeat = time.monotonic()
@@ -346,6 +351,22 @@ class Projector:
                     done = model.apply_in(curs, events, application_name=self.application_name)
                     applied = max(applied, done)
         return applied
+
+
+def _projector_spans(rows: Mapping[int, tuple[LogRow, Incoming]]) -> list[Span]:
+    """Spans continuing the traces the relay passed on (a traceparent header)."""
+    spans = []
+    for row, (headers, _) in rows.values():
+        parent = tracing.header(headers)
+        if parent is not None:
+            spans.append(
+                tracing.start_span(
+                    f"project {row[3].rpartition(':')[2]}",
+                    parent,
+                    **{"jiuzhu.notification_id": row[0]},
+                )
+            )
+    return spans
 
 
 class Feed:

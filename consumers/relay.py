@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 import psycopg
 import structlog
 from eventsourcing.postgres import PostgresApplicationRecorder
+from opentelemetry.trace import Span
 from psycopg.sql import SQL, Identifier
 
-from consumers.event_messages import EventMessage, encode
+from consumers import tracing
+from consumers.event_messages import CAUSATION_ID, TYPE, EventMessage, encode
 from consumers.store_identity import store_identity
 from consumers.streams import EventsDestination, Publisher
+from consumers.tracing import TraceContexts
 
 __all__ = ["Relay", "RelayPosition", "RelayStats"]
 
@@ -153,7 +156,10 @@ class Relay:
                 # Read (and encode) the next window while this one is on the wire.
                 reading = self._read(last)
                 publishing = time.perf_counter()
+                spans = await self._traced(messages) if tracing.enabled() else []
                 await self.publisher.publish(messages)
+                for span in spans:
+                    span.end()
                 self.stats.window_seconds += time.perf_counter() - publishing
                 if recording is not None:
                     await recording
@@ -169,6 +175,29 @@ class Relay:
             await asyncio.gather(reading, return_exceptions=True)
             if recording is not None:
                 await recording  # a stopping relay leaves its last position recorded
+
+    async def _traced(self, messages: list[EventMessage]) -> list[Span]:
+        """Spans continuing the traces of the upstream messages that caused these events."""
+        contexts = TraceContexts(self.recorder.datastore)
+        try:
+            found = await asyncio.to_thread(
+                contexts.find, [m.headers.get(CAUSATION_ID, "") for m in messages]
+            )
+        except Exception as error:  # traces are a help, never a reason to stop relaying
+            log.warning("trace contexts not read", error=repr(error))
+            return []
+        spans = []
+        for message in messages:
+            parent = found.get(message.headers.get(CAUSATION_ID, ""))
+            if parent is not None:
+                span = tracing.start_span(
+                    f"relay {message.headers.get(TYPE, '')}",
+                    parent,
+                    **{"jiuzhu.notification_id": message.notification_id},
+                )
+                message.headers[tracing.TRACEPARENT] = tracing.traceparent_of(span)
+                spans.append(span)
+        return spans
 
     def _read(self, after: int) -> asyncio.Task[list[EventMessage]]:
         # A NOTIFY arriving from now on means there may be more than this read sees.

@@ -20,6 +20,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from consumers import tracing
 from consumers.brokers import AnyBroker, make_broker
 from consumers.lease import UNLEASED_ROLES, Lease, LeaseState, run_leased
 from consumers.projector import Feed, Projector, log_source, subscribe_projector
@@ -84,6 +85,11 @@ class ServeSettings(BaseSettings):
         default=None,
         description="Address /health (and /metrics) listen on; empty: 127.0.0.1 in the "
         "embedded mode, every interface (0.0.0.0) with configured servers",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces; "
+        "empty: no tracing",
     )
     events_durable: str = Field(
         default="projector",
@@ -289,6 +295,7 @@ class Service:
     def _observe(self, broker: AnyBroker) -> None:
         if self.metrics is not None:
             self.metrics.observe(broker)
+        tracing.observe(broker)
 
     async def wait(self) -> int:
         """Until stopping is set or a component ends; the exit status (1: one failed)."""
@@ -327,6 +334,9 @@ async def serve(
         schema=settings.db_schema,
     )
     health.metrics = metrics.render
+    if options.otlp_endpoint:
+        name = f"jiuzhu-{'-'.join(sorted(components))}"
+        tracing.configure(tracing.otlp_provider(options.otlp_endpoint, name))
 
     async def work(halt: asyncio.Event) -> int:
         service = Service(
@@ -356,6 +366,8 @@ async def serve(
     finally:
         if server is not None:
             server.close()
+        if (provider := tracing.provider()) is not None:
+            provider.shutdown()  # the last spans are exported
     log.info("stopped", status=status)
     return status
 
