@@ -20,6 +20,7 @@ from psycopg.sql import SQL, Identifier
 
 from consumers.event_messages import EventMessage, encode
 from consumers.streams import EventsDestination, Publisher
+from projections.base import DDL_XACT_LOCK
 
 __all__ = ["Relay", "RelayPosition", "RelayStats"]
 
@@ -51,6 +52,7 @@ class RelayPosition:
     def create_table(self) -> None:
         """Create the position table if missing."""
         with self.datastore.transaction(commit=True) as curs:
+            curs.execute(DDL_XACT_LOCK, (self.datastore.schema,))  # one process at a time
             curs.execute(self._create)
 
     def get(self) -> int:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import singledispatchmethod
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 from uuid import UUID
 
+import psycopg
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -25,6 +26,7 @@ __all__ = [
     "LogBatch",
     "Positioned",
     "ReadModel",
+    "ddl_lock",
     "read_model_datastore",
     "read_model_transaction",
 ]
@@ -73,6 +75,25 @@ class LogBatch(list[Positioned]):
         self._columns = columns
 
 
+# Table creation in a schema, one process at a time: processes started at once on a fresh
+# database raced in CREATE ... IF NOT EXISTS into UniqueViolation (pg_type, pg_namespace).
+DDL_XACT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('jiuzhu-ddl'), hashtext(%s))"
+
+
+@contextmanager
+def ddl_lock(datastore: PostgresDatastore | str, schema: str = "") -> Iterator[None]:
+    """Hold the schema's DDL lock (a session advisory lock) while tables are created."""
+    if isinstance(datastore, str):
+        params: dict[str, Any] = {"conninfo": datastore}
+    else:
+        kwargs: dict[str, Any] = dict(cast(dict[str, Any], datastore.pool.kwargs or {}))
+        kwargs.pop("row_factory", None)
+        params, schema = kwargs, datastore.schema
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute(DDL_XACT_LOCK.replace("_xact", ""), (schema,))
+        yield  # released with the connection
+
+
 def read_model_datastore(
     database_url: str, *, schema: str, pool_size: int = 2
 ) -> PostgresDatastore:
@@ -88,6 +109,7 @@ def read_model_datastore(
         pool_size=pool_size,
     )
     with datastore.transaction(commit=True) as curs:
+        curs.execute(DDL_XACT_LOCK, (schema,))
         curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
     return datastore
 
@@ -124,6 +146,11 @@ class ReadModel(PostgresTrackingRecorder):
         super().__init__(datastore, tracking_table_name=f"{self.name}_tracking")
         for statement in self.ddl:
             self.sql_create_statements.append(self.sql(statement))
+
+    def create_table(self) -> None:
+        """Create the tables if missing, one process at a time (ddl_lock)."""
+        with ddl_lock(self.datastore):
+            super().create_table()
 
     def sql(self, statement: str) -> Composed:
         """A statement with {schema} bound to this read model's schema."""
