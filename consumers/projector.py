@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
-import psycopg
 import structlog
 from eventsourcing.persistence import Mapper
 from eventsourcing.postgres import PostgresDatastore
@@ -38,7 +37,7 @@ from consumers.event_messages import UndecodableEventError, log_row
 from consumers.nats_pull import ConsumerGoneError, Puller
 from consumers.rabbit_order import DeliveryRuns
 from consumers.streams import EventsDestination
-from projections.base import LogBatch, Positioned, ReadModel, read_model_transaction
+from projections.base import LogBatch, Positioned, ReadModel, apply_together
 from projections.decoding import EventDecoder, LogRow
 
 __all__ = [
@@ -88,6 +87,8 @@ class ProjectorStats:
     dead_lettered: int = 0
     position: int = 0
     failing: bool = False
+    faults: int = 0
+    parked: int = 0  # events a read model could not fold, parked with a finding
     halted: str | None = None
     heartbeat: float = field(default_factory=time.monotonic)
 
@@ -186,12 +187,17 @@ class Projector:
 
     async def _apply(self, events: list[Positioned]) -> None:
         while True:
+            parked = sum(model.parked for model in self.read_models)
             try:
                 applied = await asyncio.to_thread(self._apply_together, events)
-            except (psycopg.OperationalError, psycopg.errors.InterfaceError, OSError) as error:
-                # A transient fault: the batch's transaction rolled back whole.
+            except Exception as error:
+                # The database is down (eventsourcing's OperationalError wrapping psycopg's,
+                # or psycopg's own), or failing in a way no single event explains (those
+                # are parked by apply_together): the transaction rolled back whole; wait,
+                # and try again, degraded meanwhile, never halted.
                 self.stats.failing = True
-                log.warning("read models cannot commit, retrying", error=str(error))
+                self.stats.faults += 1
+                log.warning("read models cannot commit, retrying", error=repr(error))
                 try:
                     await asyncio.wait_for(self.stopping.wait(), RETRY_SECONDS)
                 except TimeoutError:
@@ -200,6 +206,13 @@ class Projector:
             self.stats.failing = False
             self.stats.applied += applied
             self.stats.position = events[-1][1]
+            if (now_parked := sum(model.parked for model in self.read_models)) > parked:
+                self.stats.parked += now_parked - parked
+                log.error(
+                    "events parked: a read model could not fold them (see parked_events)",
+                    parked=now_parked - parked,
+                    up_to=events[-1][1],
+                )
             return
 
     def _apply_together(self, events: list[Positioned]) -> int:
@@ -208,10 +221,8 @@ class Projector:
         (at 40 events a batch, 40% less CPU here than a thread and transaction each)."""
         applied = 0
         for datastore, models in self._by_datastore.items():
-            with read_model_transaction(datastore, models) as curs:
-                for model in models:
-                    done = model.apply_in(curs, events, application_name=self.application_name)
-                    applied = max(applied, done)
+            done = apply_together(datastore, models, events, application_name=self.application_name)
+            applied = max(applied, done)
         return applied
 
 
@@ -221,6 +232,7 @@ class Feed:
     def __init__(self, projector: Projector, subscriber: Any) -> None:
         self.projector = projector
         self.subscriber = subscriber
+        self.failing = False  # waiting for the broker (NATS: its last turn failed)
 
     async def recover(self) -> None:
         """Before the broker starts: take back what a killed predecessor left unacknowledged."""
@@ -243,11 +255,12 @@ async def _settle(projector: Projector, batch: Sequence[Incoming]) -> bool:
         await projector.project(batch)
     except StoppingError:
         return False
-    except Exception as error:
-        # Taking later batches would apply events past this one, and its redelivery would
-        # then be skipped as already applied: halt instead, unhealthy, until restarted.
-        log.exception("batch failed; projector halts", size=len(batch))
-        projector.halt(f"{type(error).__name__}: {error}")
+    except Exception:
+        # Events a read model cannot fold are parked, database faults retried inside: what
+        # is left (a dead letter the broker would not take...) leaves the batch unacked,
+        # to be taken again in order after a pause. Never a halt: the feed resumes.
+        log.exception("batch failed; taken again after a pause", size=len(batch))
+        projector.stats.failing = True
         return False
     return True
 
@@ -286,6 +299,7 @@ class NatsFeed(Feed):
         self.task: asyncio.Task[None] | None = None
         self.applying: asyncio.Task[bool] | None = None
         self.failing = False  # the last turn failed (broker unreachable, consumer gone)
+        self.rewind_to: int | None = None  # first sequence of a batch that failed
 
     def _js(self) -> Any:
         return self.broker.config.connection_state.stream
@@ -435,11 +449,23 @@ class NatsFeed(Feed):
         self.applying = asyncio.create_task(self._apply(batch))
 
     async def _applied(self) -> bool:
-        """Wait for the batch being applied; whether it committed and was acked."""
-        return self.applying is None or await self.applying
+        """Wait for the batch being applied; whether it committed and was acked.
+
+        A batch that failed (not for stopping) raises ConsumerGoneError: the fault path
+        restarts the consumer at that batch's first message, after a pause.
+        """
+        if self.applying is None:
+            return True
+        applied = await self.applying
+        if not applied and self.rewind_to is not None and not self.projector.stopping.is_set():
+            self.applying, self.expected, self.rewind_to = None, self.rewind_to, None
+            raise ConsumerGoneError(f"batch from stream sequence {self.expected} failed")
+        return applied
 
     async def _apply(self, batch: list[Msg]) -> bool:
         if not await _settle(self.projector, [(m.headers or {}, m.data) for m in batch]):
+            if not self.projector.stopping.is_set():
+                self.rewind_to = batch[0].metadata.sequence.stream
             return False  # left unacked: redelivered from the ack floor after a restart
         try:
             await batch[-1].ack()  # AckPolicy.ALL: acks the whole batch

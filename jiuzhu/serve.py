@@ -92,15 +92,28 @@ class Health:
 
     checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     figures: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    # Whether a component is waiting out an outage (alive, resuming on its own).
+    degraded: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
     def report(self) -> tuple[bool, dict[str, Any]]:
-        """Whether all are healthy, and the body to answer with."""
+        """Whether all are healthy, and the body to answer with.
+
+        status: "ok"; "degraded" while a component waits for its broker or database
+        (it resumes by itself); "down" when one is not working and not waiting.
+        """
         components = {
             name: {"healthy": check(), **self.figures.get(name, dict)()}
             for name, check in self.checks.items()
         }
+        for name, component in components.items():
+            waiting = self.degraded.get(name)
+            component["status"] = (
+                "ok" if component["healthy"] else "degraded" if waiting and waiting() else "down"
+            )
         healthy = bool(components) and all(c["healthy"] for c in components.values())
-        return healthy, {"healthy": healthy, "components": components}
+        statuses = {c["status"] for c in components.values()}
+        status = "ok" if healthy else "down" if "down" in statuses or not statuses else "degraded"
+        return healthy, {"healthy": healthy, "status": status, "components": components}
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A minimal HTTP/1.0 answer: 200 when healthy, 503 otherwise, JSON body."""
@@ -218,6 +231,7 @@ class Service:
         stack.push_async_callback(projector.drain)  # runs first: the batch in hand finishes
         self.health.checks["projector"] = _projector_check(projector, feed)
         self.health.figures["projector"] = _projector_figures(projector)
+        self.health.degraded["projector"] = lambda: projector.stats.failing or feed.failing
         # Ends when the projector halts (a failed batch) or the service stops.
         self.running.append(asyncio.create_task(_first_set(projector.stopping, self.stopping)))
 
@@ -247,6 +261,7 @@ class Service:
             )
         self.health.checks["relay"] = relay.healthy
         self.health.figures["relay"] = _relay_figures(relay)
+        self.health.degraded["relay"] = relay.degraded
 
     async def wait(self) -> int:
         """Until stopping is set or a component ends; the exit status (1: one failed)."""
@@ -307,7 +322,7 @@ async def _first_set(*events: asyncio.Event) -> None:
 
 def _projector_check(projector: Projector, feed: Feed) -> Callable[[], bool]:
     def consuming() -> bool:
-        return feed.consuming() and not projector.stopping.is_set()
+        return feed.consuming() and not projector.stopping.is_set() and not projector.stats.failing
 
     return consuming
 
@@ -320,6 +335,7 @@ def _projector_figures(projector: Projector) -> Callable[[], dict[str, Any]]:
             "position": stats.position,
             "dead_lettered": stats.dead_lettered,
             "failing": stats.failing,
+            "parked": stats.parked,
             "halted": stats.halted,
         }
 
@@ -329,7 +345,12 @@ def _projector_figures(projector: Projector) -> Callable[[], dict[str, Any]]:
 def _relay_figures(relay: Relay) -> Callable[[], dict[str, Any]]:
     def figures() -> dict[str, Any]:
         stats = relay.stats
-        return {"position": stats.position, "published": stats.published, "faults": stats.faults}
+        return {
+            "position": stats.position,
+            "published": stats.published,
+            "faults": stats.faults,
+            "failing": stats.failing,
+        }
 
     return figures
 
