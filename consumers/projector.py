@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Protocol
@@ -33,7 +33,7 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from consumers.brokers import AnyBroker
-from consumers.event_messages import UndecodableEventError, log_row
+from consumers.event_messages import CLAIM_CHECK, UndecodableEventError, log_row
 from consumers.nats_pull import ConsumerGoneError, Puller
 from consumers.rabbit_order import DeliveryRuns
 from consumers.streams import EventsDestination
@@ -47,6 +47,7 @@ __all__ = [
     "Projector",
     "ProjectorStats",
     "StoppingError",
+    "stored_states",
     "subscribe_projector",
 ]
 
@@ -103,6 +104,7 @@ class Projector:
         *,
         application_name: str,
         deadletter: DeadLetterer,
+        claims: Callable[[Sequence[int]], dict[int, bytes]] | None = None,
     ) -> None:
         self.read_models = list(read_models)
         self._by_datastore: dict[PostgresDatastore, list[ReadModel]] = {}
@@ -113,6 +115,8 @@ class Projector:
         self.decoder = EventDecoder(mapper, [type(model) for model in self.read_models])
         self.application_name = application_name
         self.deadletter = deadletter
+        # The stored state of claim-checked events (too big for the broker), by notification id.
+        self.claims = claims
         self.stats = ProjectorStats()
         self.stopping = asyncio.Event()
         self._busy = asyncio.Lock()
@@ -139,12 +143,26 @@ class Projector:
                     await self._dead_letter(headers, body, str(error))
                     continue
                 rows.setdefault(row[0], (row, (headers, body)))  # a repeat is the same event
+            await self._redeem(rows)
             # Brokers deliver in order; sorting guards the skip-by-position within a batch.
             events = await self._decode([rows[position] for position in sorted(rows)])
             if events:
                 await self._apply(events)
             self.stats.batches += 1
             self.stats.heartbeat = time.monotonic()
+
+    async def _redeem(self, rows: dict[int, tuple[LogRow, Incoming]]) -> None:
+        """Read the state of claim-checked events back from the event store."""
+        checked = [p for p, (_, (headers, _)) in rows.items() if CLAIM_CHECK in headers]
+        if not checked:
+            return
+        states = await asyncio.to_thread(self.claims, checked) if self.claims else {}
+        for position in checked:
+            row, (headers, body) = rows.pop(position)
+            if position in states:
+                rows[position] = ((*row[:4], states[position]), (headers, body))
+            else:
+                await self._dead_letter(headers, body, f"claim check {position}: not in the store")
 
     async def _decode(self, rows: list[tuple[LogRow, Incoming]]) -> LogBatch:
         """The batch's events as a rebuild decodes them; a message that fails is dead-lettered."""
@@ -224,6 +242,16 @@ class Projector:
             done = apply_together(datastore, models, events, application_name=self.application_name)
             applied = max(applied, done)
         return applied
+
+
+def stored_states(app: Any, notification_ids: Sequence[int]) -> dict[int, bytes]:
+    """The stored state of events by notification id, read from an application's log."""
+    states = {}
+    for notification_id in notification_ids:
+        for notification in app.recorder.select_notifications(start=notification_id, limit=1):
+            if notification.id == notification_id:
+                states[notification_id] = notification.state
+    return states
 
 
 class Feed:

@@ -21,7 +21,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumers.brokers import make_broker
-from consumers.projector import Feed, Projector, subscribe_projector
+from consumers.projector import Feed, Projector, stored_states, subscribe_projector
 from consumers.relay import Relay
 from consumers.streams import BrokerDeadLetterer, EventsDestination, declare_events, make_publisher
 from domain.application import CaseWork
@@ -214,6 +214,7 @@ class Service:
             models,
             application_name=app.name,
             deadletter=BrokerDeadLetterer(broker, destination),
+            claims=lambda ids: stored_states(app, ids),
         )
         feed = subscribe_projector(
             broker,
