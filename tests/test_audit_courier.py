@@ -13,7 +13,7 @@ from jiuzhu.audit.casework import AuditedCaseWork
 from jiuzhu.audit.checkpoints import list_checkpoints, unpublished_checkpoints
 from jiuzhu.audit.courier import carry_checkpoints
 from tests.stories import enrolled, pay
-from tests.test_audit_support import audited, settings  # noqa: F401
+from tests.test_audit_support import audited, server_time_zone, settings  # noqa: F401
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 

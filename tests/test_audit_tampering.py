@@ -17,7 +17,7 @@ from jiuzhu.cli import app as cli
 from jiuzhu.settings import Settings
 from tests.conftest import DATABASE_URL
 from tests.stories import enrolled, opened, pay
-from tests.test_audit_support import audited, settings, verify  # noqa: F401
+from tests.test_audit_support import audited, server_time_zone, settings, verify  # noqa: F401
 
 pytestmark = pytest.mark.postgres
 

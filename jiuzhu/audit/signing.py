@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 
@@ -98,10 +98,14 @@ def _new_private_pem() -> bytes:
 def checkpoint_message(
     store: str, last_notification_id: int, running_hash: bytes, signed_at: datetime
 ) -> bytes:
-    """The exact bytes a checkpoint signature covers (store name included: no replay)."""
+    """The exact bytes a checkpoint signature covers (store name included: no replay).
+
+    The time is encoded in UTC whatever the session's time zone gave back: the signed
+    bytes may not depend on how the row was read (v1 signed `now(UTC).isoformat()`).
+    """
     return (
         f"jiuzhu-audit-checkpoint/v1\n{store}\n{last_notification_id}\n"
-        f"{running_hash.hex()}\n{signed_at.isoformat()}"
+        f"{running_hash.hex()}\n{signed_at.astimezone(UTC).isoformat()}"
     ).encode()
 
 
@@ -130,7 +134,7 @@ class Checkpoint:
             "store": self.store,
             "last_notification_id": self.last_notification_id,
             "running_hash": self.running_hash.hex(),
-            "signed_at": self.signed_at.isoformat(),
+            "signed_at": self.signed_at.astimezone(UTC).isoformat(),
             "key_id": self.key_id,
             "signature": self.signature.hex(),
         }
