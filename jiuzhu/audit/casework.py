@@ -13,7 +13,7 @@ from eventsourcing.domain import (
     DomainEventProtocol,
     MutableOrImmutableAggregate,
 )
-from eventsourcing.persistence import ApplicationRecorder, Mapper, Recording
+from eventsourcing.persistence import ApplicationRecorder, EventStore, Mapper, Recording
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import EnvType
 
@@ -21,6 +21,7 @@ from domain.application import CaseWork
 from domain.household import Household
 from jiuzhu.audit.recorder import ChainedApplicationRecorder
 from jiuzhu.audit.signing import Signer
+from jiuzhu.audit.snapshots import SealedSnapshotRecorder
 from jiuzhu.audit.tables import AuditTables
 from jiuzhu.privacy.keys import DataKeyStore
 from jiuzhu.privacy.mapper import PersonalDataMapper
@@ -91,6 +92,18 @@ class AuditedCaseWork(CaseWork):
         if self._create_tables():
             recorder.create_table()
         return recorder
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        # Snapshots are sealed to the chain and checked before use (jiuzhu.audit.snapshots).
+        recorder = SealedSnapshotRecorder(
+            self.datastore,
+            events_table_name=f"{self.name.lower()}_snapshots",
+            audit=self.audit,
+            signer=self.signer,
+        )
+        if self._create_tables():
+            recorder.create_table()
+        return EventStore(mapper=self.mapper, recorder=recorder)
 
     def save(
         self,

@@ -8,12 +8,14 @@ from typing import Any
 from uuid import UUID
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.rows import TupleRow, tuple_row
 
 from jiuzhu.audit.chain import GENESIS, event_hash, running_hash
 from jiuzhu.audit.checkpoints import list_checkpoints
 from jiuzhu.audit.signing import Checkpoint, verify_signature
+from jiuzhu.audit.snapshots import seal_from_row
 from jiuzhu.audit.tables import AuditTables
 
 __all__ = ["Finding", "VerifyReport", "count_rows", "verify_log"]
@@ -26,6 +28,7 @@ class Finding:
     """One discrepancy: what kind, which case and version, where in the log."""
 
     kind: str  # changed | deleted | inserted | moved | reordered | chain | checkpoint | signature
+    # | snapshot | vanished
     case_id: str | None
     version: int | None
     notification_id: int | None
@@ -100,7 +103,53 @@ def verify_log(
         if progress is not None:
             progress(seen % _FETCH)
     walk.finish()
+    _check_snapshots(datastore, tables, walk, case_id)
     return walk.report
+
+
+def _check_snapshots(
+    datastore: PostgresDatastore, tables: AuditTables, walk: _Walk, case_id: object
+) -> None:
+    """Each snapshot must carry a trusted seal over its bytes and its case's chain hash."""
+    with datastore.transaction(commit=False) as curs:
+        curs.execute("SELECT to_regclass(%s) AS t", (f'"{tables.schema}"."{tables.seals_table}"',))
+        row = curs.fetchone()
+        if row is None or row["t"] is None:
+            return
+        where = "" if case_id is None else " WHERE s.originator_id = %s"
+        curs.execute(
+            tables.sql(
+                "SELECT s.originator_id, s.originator_version, s.topic, s.state,"
+                " x.notification_id, x.chain_hash, x.stored_hash, x.key_id, x.signature,"
+                " c.originator_id AS chain_case, c.originator_version AS chain_version,"
+                " c.hash AS chain_row_hash"
+                " FROM {snapshots} s LEFT JOIN {seals} x USING (originator_id, originator_version)"
+                " LEFT JOIN {chain} c ON c.notification_id = x.notification_id"
+                + where
+                + " ORDER BY s.originator_id, s.originator_version"
+            ),
+            () if case_id is None else (case_id,),
+        )
+        rows = curs.fetchall()
+    for row in rows:
+        snapshot = StoredEvent(
+            row["originator_id"], row["originator_version"], row["topic"], bytes(row["state"])
+        )
+        case, version = row["originator_id"], row["originator_version"]
+        if row["signature"] is None:
+            walk.snapshot(case, version, None, "snapshot has no seal (inserted or seal removed)")
+            continue
+        seal = seal_from_row(row)
+        problem = seal.holds(tables.store, snapshot, dict(walk.public_keys))
+        if problem is None and (
+            row["chain_row_hash"] is None
+            or row["chain_case"] != case
+            or row["chain_version"] != version
+            or bytes(row["chain_row_hash"]) != seal.chain_hash
+        ):
+            problem = "the chain record it was sealed to differs or is gone"
+        if problem is not None:
+            walk.snapshot(case, version, seal.notification_id, problem)
 
 
 # One case: its own rows, and rows whose other half names it (moved in or out). A UNION
@@ -165,6 +214,9 @@ class _Walk:
     ) -> None:
         case_id = None if case is None else str(case)
         self.report.findings.append(Finding(kind, case_id, version, position, detail))
+
+    def snapshot(self, case: object, version: int, position: int | None, detail: str) -> None:
+        self._find("snapshot", case, version, position, detail)
 
     def event_only(self, e: TupleRow) -> None:
         self.report.events += 1
