@@ -235,16 +235,46 @@ def _day(text: str, option: str) -> date:
 def verify_export_command(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     public_keys: PublicKeysOpt = None,
+    trust_file_key: Annotated[
+        bool,
+        typer.Option(
+            "--trust-file-key",
+            help="Without --public-key: check with the key inside the file (integrity only)",
+        ),
+    ] = False,
 ) -> None:
-    """Check an export offline: digest, signature, and each event's chain hash."""
+    """Check an export offline: digest, signature by a key you hold, each event's chain hash."""
     trusted = {key_id(k): k for k in (load_public_key(p) for p in public_keys or ())}
+    if not trusted and not trust_file_key:
+        raise fail(
+            "no --public-key given: the key inside the file proves nothing, whoever changed "
+            "the file can sign it again with a key of their own. Pass the service's public "
+            "key you hold (--public-key audit-signing.pem.pub), or --trust-file-key to check "
+            "only that the file is internally consistent"
+        )
+    if not trusted:
+        err_console.print(
+            "[bold yellow]![/] NOT AUTHENTICATED: checked with the key inside the file "
+            "(--trust-file-key); anyone who altered the file could have re-signed it",
+            highlight=False,
+            soft_wrap=True,
+        )
     check = verify_export(file, trusted or None)
     for problem in check.problems:
-        err_console.print(f"[bold red]✗[/] {problem}", highlight=False)
+        err_console.print(f"[bold red]✗[/] {problem}", highlight=False, soft_wrap=True)
     if not check.ok:
         raise typer.Exit(1)
-    signed = f", signed by key {check.key_id}" if check.signed else ", not signed"
-    console.print(f"ok: {check.events} events, sha256 {check.digest}{signed}", highlight=False)
+    if check.signed and trusted:
+        signed = f", signed by trusted key {check.key_id}"
+    elif check.signed:
+        signed = f", signed by key {check.key_id} taken from the file itself (not authenticated)"
+    else:
+        signed = ", not signed"
+    console.print(
+        f"ok: {check.events} events, sha256 {check.digest}{signed}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("verify")

@@ -46,9 +46,7 @@ def server_time_zone(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
 
 
 @pytest.fixture
-def audited(
-    pg_schema: str, settings: Settings, server_time_zone: str
-) -> Iterator[AuditedCaseWork]:
+def audited(pg_schema: str, settings: Settings, server_time_zone: str) -> Iterator[AuditedCaseWork]:
     """The audited CaseWork on its own schema, with checkpoints every 4 events."""
     app = casework(DATABASE_URL, schema=pg_schema, settings=settings)
     assert isinstance(app, AuditedCaseWork)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
@@ -192,3 +192,32 @@ def test_verify_command_exits_non_zero_and_names_the_row(
     refused = runner.invoke(cli, ["audit", "verify", "--role", "upstream_system"])
     assert refused.exit_code == 1
     assert "may not verify audit trail" in refused.output
+
+
+def delete_case_whole(app: AuditedCaseWork, case_id: UUID) -> None:
+    """Delete every events and chain row of a case, as an administrator could."""
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        for table in (app.audit.events_table, app.audit.chain_table):
+            conn.execute(
+                SQL("DELETE FROM {0} WHERE originator_id = %s").format(
+                    Identifier(app.audit.schema, table)
+                ),
+                (case_id,),
+            )
+
+
+def test_a_case_deleted_whole_is_named_not_another(
+    audited: AuditedCaseWork,  # noqa: F811
+    settings: Settings,  # noqa: F811
+) -> None:
+    case_id, other = two_cases(audited)
+    delete_case_whole(audited, case_id)
+
+    by_case = verify(audited, settings, case_id=case_id)
+    assert [(f.kind, f.case_id) for f in by_case.findings] == [("vanished", str(case_id))]
+    whole = verify(audited, settings)
+    assert ("vanished", str(case_id)) in {(f.kind, f.case_id) for f in whole.findings}
+    assert str(other) not in {f.case_id for f in whole.findings}, whole.findings
+
+    unknown = verify(audited, settings, case_id=uuid4())
+    assert [f.kind for f in unknown.findings] == ["unknown"]

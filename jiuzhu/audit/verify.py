@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.utils import get_topic
 from psycopg.rows import TupleRow, tuple_row
 
+from domain.household import Household
 from jiuzhu.audit.chain import GENESIS, event_hash, running_hash
 from jiuzhu.audit.checkpoints import list_checkpoints
 from jiuzhu.audit.signing import Checkpoint, verify_signature
@@ -21,6 +24,7 @@ from jiuzhu.audit.tables import AuditTables
 __all__ = ["Finding", "VerifyReport", "count_rows", "verify_log"]
 
 _FETCH = 10_000
+_CASE_OPENED = get_topic(Household.CaseOpened)
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,35 @@ def verify_log(
         if progress is not None:
             progress(seen % _FETCH)
     walk.finish()
+    if case_id is not None and not walk.heads and not walk.report.events:
+        _vanished_case(datastore, tables, walk, case_id)
     _check_snapshots(datastore, tables, walk, case_id)
     return walk.report
+
+
+def _vanished_case(
+    datastore: PostgresDatastore, tables: AuditTables, walk: _Walk, case_id: object
+) -> None:
+    """A case with no rows at all: deleted whole (its household lists it), or never known."""
+    with datastore.transaction(commit=False) as curs:
+        curs.execute(
+            tables.sql(
+                "SELECT originator_id FROM {events} WHERE topic = %s"
+                " AND position(%s::bytea IN state) > 0 LIMIT 1"
+            ),
+            (_CASE_OPENED, UUID(str(case_id)).hex.encode()),
+        )
+        listed = curs.fetchone()
+    if listed is not None:
+        walk.vanished(case_id, listed["originator_id"])
+    else:
+        walk.report.findings.append(
+            Finding(
+                "unknown", str(case_id), None, None,
+                "no events, chain records or household index entry: never recorded here, "
+                "or deleted together with its household's index",
+            )
+        )  # fmt: skip
 
 
 def _check_snapshots(
@@ -193,7 +224,9 @@ class _Walk:
         self.report = VerifyReport()
         self.heads: dict[Any, bytes] = {}
         self.running = GENESIS
-        self.running_broken = False
+        self.last_position = 0
+        self.opened: dict[UUID, object] = {}  # case id -> household index listing it
+        self.events_only: set[object] = set()  # cases with events but no chain records
         self.due: dict[int, list[Checkpoint]] = {}
 
     def load_checkpoints(self, checkpoints: list[Checkpoint]) -> None:
@@ -218,8 +251,25 @@ class _Walk:
     def snapshot(self, case: object, version: int, position: int | None, detail: str) -> None:
         self._find("snapshot", case, version, position, detail)
 
+    def vanished(self, case: object, household: object) -> None:
+        self._find(
+            "vanished", case, None, None,
+            f"the household index {household} lists this case, but none of its events or "
+            "chain records remain (the case was deleted)",
+        )  # fmt: skip
+
+    def _opened(self, e: TupleRow) -> None:
+        """Note the case a household index entry names (Household.CaseOpened)."""
+        try:
+            self.opened[UUID(orjson.loads(bytes(e[4]))["case_id"]["_data_"])] = e[1]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return  # sealed or unreadable: the row's own hash still vouches for it
+
     def event_only(self, e: TupleRow) -> None:
         self.report.events += 1
+        self.events_only.add(e[1])
+        if e[3] == _CASE_OPENED:
+            self._opened(e)
         self._find("inserted", e[1], e[2], e[0], "stored event has no chain record")
 
     def chain_only(self, c: TupleRow) -> None:
@@ -229,6 +279,8 @@ class _Walk:
     def both(self, e: TupleRow, c: TupleRow) -> None:
         self.report.events += 1
         self._link(c)
+        if e[3] == _CASE_OPENED:
+            self._opened(e)
         if e[1] != c[1]:
             self._find("moved", c[1], c[2], c[0], f"now stored under case {e[1]} version {e[2]}")
         elif e[2] != c[2]:
@@ -250,11 +302,24 @@ class _Walk:
         if self.case_id is not None:
             return
         self.running = running_hash(self.running, position, bytes(hash_))
-        if not self.running_broken and bytes(stored_running) != self.running:
-            self.running_broken = True
-            self._find(
-                "chain", case, version, position, "running hash differs from the recomputed one"
-            )
+        if bytes(stored_running) != self.running:
+            gap = position - self.last_position - 1
+            if gap > 0:
+                # Named by position, not by this row's case: the rows removed were others.
+                self._find(
+                    "chain", None, None, position,
+                    f"running hash breaks after a gap: the records of notifications "
+                    f"{self.last_position + 1}..{position - 1} were removed (or a record "
+                    "before them altered)",
+                )  # fmt: skip
+            else:
+                self._find(
+                    "chain", case, version, position,
+                    "running hash differs from the recomputed one",
+                )  # fmt: skip
+            # Go on from the stored value: each later break is found and named too.
+            self.running = bytes(stored_running)
+        self.last_position = position
         for checkpoint in self.due.pop(position, ()):
             if checkpoint.running_hash != self.running:
                 self._find(
@@ -263,6 +328,10 @@ class _Walk:
                 )  # fmt: skip
 
     def finish(self) -> None:
+        if self.case_id is None:
+            for case, household in self.opened.items():
+                if case not in self.heads and case not in self.events_only:
+                    self.vanished(case, household)
         for position, checkpoints in sorted(self.due.items()):
             for checkpoint in checkpoints:
                 self._find(
