@@ -8,7 +8,8 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
-from jiuzhu.audit.signing import Checkpoint, Signer, checkpoint_message
+from jiuzhu.audit.chain import GENESIS
+from jiuzhu.audit.signing import Checkpoint, Signer, chained_checkpoint_message
 from jiuzhu.audit.tables import AuditTables
 
 __all__ = [
@@ -29,27 +30,41 @@ def insert_checkpoint(
     running: bytes,
     signed_at: datetime,
 ) -> Checkpoint:
-    """Sign and store a checkpoint in the current transaction."""
+    """Sign and store the next checkpoint, chained to the last one, in the current transaction.
+
+    The caller holds the events table's lock (the recorder's insert, or make_checkpoint):
+    two checkpoints are never numbered or chained from the same predecessor.
+    """
+    curs.execute(tables.sql("SELECT * FROM {checkpoints} ORDER BY checkpoint_id DESC LIMIT 1"))
+    row = curs.fetchone()
+    previous = None if row is None else _checkpoint(tables, row)
+    seq = 1 if previous is None else previous.number + 1
+    prev_digest = GENESIS if previous is None else previous.digest()
     signature = signer.sign(
-        checkpoint_message(tables.store, last_notification_id, running, signed_at)
+        chained_checkpoint_message(
+            tables.store, seq, last_notification_id, running, signed_at, prev_digest
+        )
     )
     curs.execute(
         tables.sql(
             "INSERT INTO {checkpoints} (last_notification_id, running_hash, signed_at, key_id,"
-            " signature) VALUES (%s, %s, %s, %s, %s) RETURNING checkpoint_id"
+            " signature, seq, prev_digest) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " RETURNING checkpoint_id"
         ),
-        (last_notification_id, running, signed_at, signer.key_id, signature),
+        (last_notification_id, running, signed_at, signer.key_id, signature, seq, prev_digest),
     )
-    row = curs.fetchone()
-    assert row is not None
+    inserted = curs.fetchone()
+    assert inserted is not None
     return Checkpoint(
-        checkpoint_id=row["checkpoint_id"],
+        checkpoint_id=inserted["checkpoint_id"],
         store=tables.store,
         last_notification_id=last_notification_id,
         running_hash=running,
         signed_at=signed_at,
         key_id=signer.key_id,
         signature=signature,
+        seq=seq,
+        prev_digest=prev_digest,
     )
 
 
@@ -62,6 +77,8 @@ def _checkpoint(tables: AuditTables, row: DictRow) -> Checkpoint:
         signed_at=row["signed_at"],
         key_id=row["key_id"],
         signature=bytes(row["signature"]),
+        seq=row["seq"],
+        prev_digest=None if row["prev_digest"] is None else bytes(row["prev_digest"]),
     )
 
 
@@ -85,6 +102,8 @@ def make_checkpoint(
 ) -> Checkpoint | None:
     """Sign the log as it stands now; None if it is empty or already covered."""
     with datastore.transaction(commit=True) as curs:
+        # The recorder's lock: no insert (which may sign a checkpoint itself) in between.
+        curs.execute(tables.sql("LOCK TABLE {events} IN EXCLUSIVE MODE"))
         curs.execute(
             tables.sql(
                 "SELECT notification_id, running_hash FROM {chain}"

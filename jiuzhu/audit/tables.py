@@ -104,6 +104,11 @@ class AuditTables:
                 " signature bytea NOT NULL,"
                 " published_at timestamptz)"
             ),
+            # Checkpoints chained to one another (v2); rows signed before have NULLs.
+            self.sql(
+                "ALTER TABLE {checkpoints} ADD COLUMN IF NOT EXISTS seq bigint,"
+                " ADD COLUMN IF NOT EXISTS prev_digest bytea"
+            ),
         ]
 
     def seals_ddl(self) -> list[Composed]:

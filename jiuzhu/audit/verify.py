@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -51,6 +51,10 @@ class VerifyReport:
     events: int = 0
     checkpoints: int = 0
     unverified_signatures: int = 0
+    external_checkpoints: int = 0  # checkpoints read from the copy outside the database
+    last_position: int = 0  # the log's last notification id
+    covered: int = 0  # the last notification id a checkpoint vouches for
+    uncovered: int = 0  # events after it: nothing outside the database vouches for them yet
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -79,11 +83,21 @@ def verify_log(
     case_id: UUID | str | None = None,
     public_keys: Mapping[str, Ed25519PublicKey] | None = None,
     progress: Callable[[int], None] | None = None,
+    external: Sequence[Checkpoint] | None = None,
 ) -> VerifyReport:
-    """Compare every events row with its chain row, walk the chains and the checkpoints."""
+    """Compare every events row with its chain row, walk the chains and the checkpoints.
+
+    `external`: checkpoints from a copy kept outside the database (the broker, a witness
+    file); those of this store must all be in the database, and the log must match them.
+    """
     walk = _Walk(case_id, public_keys or {})
     if case_id is None:
-        walk.load_checkpoints(list_checkpoints(datastore, tables))
+        stored = list_checkpoints(datastore, tables)
+        walk.load_checkpoints(stored)
+        if external is not None:
+            walk.compare_external([c for c in external if c.store == tables.store], stored)
+        if walk.last_checkpoint is not None:
+            walk.report.covered = walk.last_checkpoint.last_notification_id
     with datastore.get_connection() as conn, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         events = _stream(conn, "audit_events", tables, _EVENTS, case_id)
@@ -107,6 +121,7 @@ def verify_log(
         if progress is not None:
             progress(seen % _FETCH)
     walk.finish()
+    walk.report.last_position = walk.last_position
     if case_id is not None and not walk.heads and not walk.report.events:
         _vanished_case(datastore, tables, walk, case_id)
     _check_snapshots(datastore, tables, walk, case_id)
@@ -228,19 +243,94 @@ class _Walk:
         self.opened: dict[UUID, object] = {}  # case id -> household index listing it
         self.events_only: set[object] = set()  # cases with events but no chain records
         self.due: dict[int, list[Checkpoint]] = {}
+        self.last_checkpoint: Checkpoint | None = None
+        self.matched = 0  # the position of the last checkpoint the log matched
 
     def load_checkpoints(self, checkpoints: list[Checkpoint]) -> None:
+        """The database's checkpoints: each signed by a trusted key, each chained to the last."""
+        previous: Checkpoint | None = None
         for checkpoint in checkpoints:
             self.report.checkpoints += 1
-            key = self.public_keys.get(checkpoint.key_id)
-            if key is None:
-                self.report.unverified_signatures += 1
-            elif not verify_signature(key, checkpoint.signature, checkpoint.message()):
-                self._find(
-                    "signature", None, None, checkpoint.last_notification_id,
-                    f"checkpoint {checkpoint.checkpoint_id} has a bad signature",
-                )  # fmt: skip
+            self._check_signature(checkpoint, "")
+            self._check_follows(previous, checkpoint)
+            previous = checkpoint
             self.due.setdefault(checkpoint.last_notification_id, []).append(checkpoint)
+        self.last_checkpoint = previous
+
+    def compare_external(self, external: list[Checkpoint], stored: list[Checkpoint]) -> None:
+        """The copy kept outside the database is the authority: the database must hold it."""
+        by_number = {c.number: c for c in stored}
+        previous: Checkpoint | None = None
+        for checkpoint in sorted(external, key=lambda c: c.number):
+            self.report.external_checkpoints += 1
+            if not self._check_signature(checkpoint, " (external copy)"):
+                continue  # a forged publication proves nothing either way
+            if previous is not None:  # the copy may begin anywhere in the chain
+                self._check_follows(previous, checkpoint, " (external copy)")
+            previous = checkpoint
+            mine = by_number.get(checkpoint.number)
+            if mine is None:
+                self._find(
+                    "checkpoint", None, None, checkpoint.last_notification_id,
+                    f"checkpoint {checkpoint.number} (log up to notification "
+                    f"{checkpoint.last_notification_id}) is in the external copy but missing "
+                    "from the database (deleted)",
+                )  # fmt: skip
+            elif not mine.same_statement(checkpoint):
+                self._find(
+                    "checkpoint", None, None, checkpoint.last_notification_id,
+                    f"checkpoint {checkpoint.number} in the database differs from the external "
+                    "copy (replaced or re-signed)",
+                )  # fmt: skip
+            # Whatever the database says now, the log must match what was signed then.
+            due = self.due.setdefault(checkpoint.last_notification_id, [])
+            if mine is None or not mine.same_statement(checkpoint):
+                due.append(checkpoint)
+        if previous is not None and (
+            self.last_checkpoint is None or previous.number > self.last_checkpoint.number
+        ):
+            self.last_checkpoint = previous
+
+    def _check_signature(self, checkpoint: Checkpoint, where: str) -> bool:
+        key = self.public_keys.get(checkpoint.key_id)
+        if key is None:
+            self.report.unverified_signatures += 1
+            self._find(
+                "signature", None, None, checkpoint.last_notification_id,
+                f"checkpoint {checkpoint.number}{where} is signed by key {checkpoint.key_id}, "
+                "which is not a trusted key",
+            )  # fmt: skip
+            return False
+        if not verify_signature(key, checkpoint.signature, checkpoint.message()):
+            self._find(
+                "signature", None, None, checkpoint.last_notification_id,
+                f"checkpoint {checkpoint.number}{where} has a bad signature",
+            )  # fmt: skip
+            return False
+        return True
+
+    def _check_follows(
+        self, previous: Checkpoint | None, checkpoint: Checkpoint, where: str = ""
+    ) -> None:
+        if checkpoint.seq is None:
+            return  # v1, signed before checkpoints were chained
+        expected_digest = GENESIS if previous is None else previous.digest()
+        expected_number = 1 if previous is None else previous.number + 1
+        if checkpoint.prev_digest != expected_digest or checkpoint.seq != expected_number:
+            before = "the start" if previous is None else f"checkpoint {previous.number}"
+            self._find(
+                "checkpoint", None, None, checkpoint.last_notification_id,
+                f"checkpoint {checkpoint.number}{where} does not follow {before}: checkpoints "
+                "between them were removed, or one was inserted or replaced",
+            )  # fmt: skip
+        elif previous is not None and (
+            checkpoint.last_notification_id < previous.last_notification_id
+        ):
+            self._find(
+                "checkpoint", None, None, checkpoint.last_notification_id,
+                f"checkpoint {checkpoint.number}{where} covers less of the log than the one "
+                "before it",
+            )  # fmt: skip
 
     def _find(
         self, kind: str, case: object, version: int | None, position: int | None, detail: str
@@ -320,11 +410,19 @@ class _Walk:
             # Go on from the stored value: each later break is found and named too.
             self.running = bytes(stored_running)
         self.last_position = position
+        if position > self.report.covered:
+            self.report.uncovered += 1
         for checkpoint in self.due.pop(position, ()):
-            if checkpoint.running_hash != self.running:
+            if checkpoint.running_hash == self.running:
+                self.matched = position
+            else:
+                # Named by position: the row here is only where the signed statement ends.
                 self._find(
-                    "checkpoint", case, version, position,
-                    f"log up to here differs from signed checkpoint {checkpoint.checkpoint_id}",
+                    "checkpoint", None, None, position,
+                    f"the log up to here differs from signed checkpoint {checkpoint.number}: "
+                    f"a record between notifications {self.matched + 1} and {position} was "
+                    "rewritten (the last checkpoint that matched ends at "
+                    f"{self.matched or 'the start'})",
                 )  # fmt: skip
 
     def finish(self) -> None:
@@ -336,6 +434,6 @@ class _Walk:
             for checkpoint in checkpoints:
                 self._find(
                     "checkpoint", None, None, position,
-                    f"signed checkpoint {checkpoint.checkpoint_id} covers notification "
+                    f"signed checkpoint {checkpoint.number} covers notification "
                     f"{position}, which is no longer in the log (tail removed)",
                 )  # fmt: skip
