@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -12,12 +14,20 @@ from psycopg.sql import SQL, Identifier
 from typer.testing import CliRunner
 
 from jiuzhu.audit.casework import AuditedCaseWork
-from jiuzhu.audit.checkpoints import list_checkpoints
+from jiuzhu.audit.checkpoints import list_checkpoints, sign_if_stale
+from jiuzhu.audit.recorder import ChainedApplicationRecorder
+from jiuzhu.bootstrap import casework
 from jiuzhu.cli import app as cli
 from jiuzhu.settings import Settings
 from tests.conftest import DATABASE_URL
 from tests.stories import enrolled, opened, pay
-from tests.test_audit_support import audited, server_time_zone, settings, verify  # noqa: F401
+from tests.test_audit_support import (  # noqa: F401
+    audit_settings,
+    audited,
+    server_time_zone,
+    settings,
+    verify,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -135,3 +145,36 @@ def test_a_case_deleted_whole_is_named_not_another(
 
     unknown = verify(audited, settings, case_id=uuid4())
     assert [f.kind for f in unknown.findings] == ["unknown"]
+
+
+def test_checkpoints_are_signed_on_time_too_and_verify_counts_the_tail(
+    pg_schema: str, tmp_path: Path
+) -> None:
+    timed = audit_settings(tmp_path, checkpoint_every=1_000, checkpoint_seconds=60)
+    app = casework(DATABASE_URL, schema=pg_schema, settings=timed)
+    assert isinstance(app, AuditedCaseWork)
+    recorder = app.recorder
+    assert isinstance(recorder, ChainedApplicationRecorder)
+    now = [datetime.now(UTC)]
+    recorder.clock = lambda: now[0]
+    try:
+        opened(app)  # a store far below 1,000 events is vouched for all the same
+        assert len(list_checkpoints(app.datastore, app.audit)) == 1
+        opened(app)  # within the minute: not again
+        assert len(list_checkpoints(app.datastore, app.audit)) == 1
+        report = verify(app, timed)
+        assert report.ok, report.findings
+        assert report.uncovered == 3  # the second case, its household and index entry
+        assert sign_if_stale(app.datastore, app.audit, recorder.signer, 3_600) is None  # type: ignore[arg-type]
+
+        now[0] += timedelta(seconds=61)
+        opened(app)
+        assert len(list_checkpoints(app.datastore, app.audit)) == 2
+        assert verify(app, timed).uncovered == 0
+
+        opened(app)  # events stop here: the courier signs them once the interval passed
+        later = now[0] + timedelta(seconds=60)
+        assert sign_if_stale(app.datastore, app.audit, recorder.signer, 60, later) is not None  # type: ignore[arg-type]
+        assert verify(app, timed).uncovered == 0
+    finally:
+        app.close()

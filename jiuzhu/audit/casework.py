@@ -42,11 +42,13 @@ class AuditedCaseWork(CaseWork):
         master_key: bytes,
         signer: Signer | None = None,
         checkpoint_every: int = 0,
+        checkpoint_seconds: float = 0.0,
         key_cache_seconds: float = 5.0,
     ) -> None:
         self._master_key = master_key
         self.signer = signer
         self._checkpoint_every = checkpoint_every
+        self._checkpoint_seconds = checkpoint_seconds
         self._key_cache_seconds = key_cache_seconds
         super().__init__(env)
 
@@ -57,6 +59,11 @@ class AuditedCaseWork(CaseWork):
         if not isinstance(factory, PostgresFactory):
             raise TypeError("the audit trail needs the PostgreSQL event store")
         return factory.datastore
+
+    @property
+    def checkpoint_seconds(self) -> float:
+        """At most this long between checkpoints while events arrive (0: by count only)."""
+        return self._checkpoint_seconds
 
     @property
     def audit(self) -> AuditTables:
@@ -86,6 +93,7 @@ class AuditedCaseWork(CaseWork):
             events_table_name=f"{self.name.lower()}_events",
             signer=self.signer,
             checkpoint_every=self._checkpoint_every,
+            checkpoint_seconds=self._checkpoint_seconds,
             before_insert=[self.data_keys.insert_new_keys],
             hooks=[self.data_keys.shred_on_erasure],
         )

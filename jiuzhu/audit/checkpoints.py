@@ -13,11 +13,13 @@ from jiuzhu.audit.signing import Checkpoint, Signer, chained_checkpoint_message
 from jiuzhu.audit.tables import AuditTables
 
 __all__ = [
+    "checkpoint_if_due",
     "insert_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
     "make_checkpoint",
     "mark_published",
+    "sign_if_stale",
     "unpublished_checkpoints",
 ]
 
@@ -35,9 +37,52 @@ def insert_checkpoint(
     The caller holds the events table's lock (the recorder's insert, or make_checkpoint):
     two checkpoints are never numbered or chained from the same predecessor.
     """
+    return _insert_after(
+        curs, tables, signer, last_notification_id, running, signed_at, _last(curs, tables)
+    )
+
+
+def _last(curs: Cursor[DictRow], tables: AuditTables) -> Checkpoint | None:
     curs.execute(tables.sql("SELECT * FROM {checkpoints} ORDER BY checkpoint_id DESC LIMIT 1"))
     row = curs.fetchone()
-    previous = None if row is None else _checkpoint(tables, row)
+    return None if row is None else _checkpoint(tables, row)
+
+
+def checkpoint_if_due(
+    curs: Cursor[DictRow],
+    tables: AuditTables,
+    signer: Signer,
+    last_notification_id: int,
+    running: bytes,
+    now: datetime,
+    *,
+    count_due: bool,
+    interval: float,
+) -> datetime | None:
+    """Sign if the count says so, or the last checkpoint is `interval` seconds old.
+
+    Under the events table's lock (the recorder's insert). Returns when the store's
+    newest checkpoint was signed (now, if this one), so the caller knows when to ask again.
+    """
+    previous = _last(curs, tables)
+    if previous is not None and previous.last_notification_id >= last_notification_id:
+        return previous.signed_at
+    age = None if previous is None else (now - previous.signed_at).total_seconds()
+    if count_due or (interval > 0 and (age is None or age >= interval)):
+        _insert_after(curs, tables, signer, last_notification_id, running, now, previous)
+        return now
+    return None if previous is None else previous.signed_at
+
+
+def _insert_after(
+    curs: Cursor[DictRow],
+    tables: AuditTables,
+    signer: Signer,
+    last_notification_id: int,
+    running: bytes,
+    signed_at: datetime,
+    previous: Checkpoint | None,
+) -> Checkpoint:
     seq = 1 if previous is None else previous.number + 1
     prev_digest = GENESIS if previous is None else previous.digest()
     signature = signer.sign(
@@ -125,6 +170,36 @@ def make_checkpoint(
             bytes(head["running_hash"]),
             datetime.now(UTC),
         )
+
+
+def sign_if_stale(
+    datastore: PostgresDatastore,
+    tables: AuditTables,
+    signer: Signer,
+    interval: float,
+    now: datetime | None = None,
+) -> Checkpoint | None:
+    """Sign the log's tail if no checkpoint covers it and the last is `interval` s old.
+
+    The recorder signs while events arrive; this covers the last ones when they stop
+    (the relay's checkpoint courier calls it every few seconds).
+    """
+    with datastore.transaction(commit=False) as curs:
+        curs.execute(
+            tables.sql(
+                "SELECT (SELECT max(notification_id) FROM {chain}) AS head,"
+                " (SELECT max(last_notification_id) FROM {checkpoints}) AS covered,"
+                " (SELECT max(signed_at) FROM {checkpoints}) AS signed_at"
+            )
+        )
+        row = curs.fetchone()
+    if row is None or row["head"] is None or (row["covered"] or 0) >= row["head"]:
+        return None
+    signed_at = row["signed_at"]
+    now = now or datetime.now(UTC)
+    if signed_at is not None and (now - signed_at).total_seconds() < interval:
+        return None
+    return make_checkpoint(datastore, tables, signer)
 
 
 def unpublished_checkpoints(datastore: PostgresDatastore, tables: AuditTables) -> list[Checkpoint]:
