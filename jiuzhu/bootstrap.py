@@ -61,5 +61,6 @@ def casework(
             master_key=master_key_from_settings(settings),
             signer=signer_from_settings(settings),
             checkpoint_every=settings.checkpoint_every,
+            checkpoint_seconds=settings.checkpoint_seconds,
             key_cache_seconds=settings.key_cache_seconds,
         )
