@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from copy import deepcopy
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
@@ -42,6 +42,7 @@ from domain.commands import (
     WithdrawConsent,
     parse_command,
 )
+from domain.deadlines import Due, deadline_event
 from domain.errors import CaseNotFoundError, DuplicateMessageError, PermissionDeniedError
 from domain.household import Household, HouseholdNotFoundError
 from domain.policy import DEFAULT_POLICY, Policy
@@ -260,6 +261,24 @@ class CaseWork(Application[UUID]):
             raise HouseholdNotFoundError(cmd.household_id) from None
         household.erase_personal_data(by=cmd.by)
         return self._append(household)
+
+    def record_deadlines(
+        self,
+        passing: Sequence[tuple[Due, int]],
+        *,
+        recorded_at: datetime | None = None,
+        role: Role = Role.SYSTEM,
+    ) -> list[Recording[UUID]]:
+        """Record deadlines that passed, each at its case's given next version, in ONE save.
+
+        The clock decides what passed (domain.deadlines) from the log read up to the head;
+        a case that moved since makes the save fail (IntegrityError) and nothing is stored.
+        """
+        if not may(role, "record_deadline"):
+            raise PermissionDeniedError("clock", role.value, "record_deadline")
+        now = recorded_at or datetime.now(UTC)
+        events = [deadline_event(due, version, now) for due, version in passing]
+        return self.save(*events) if events else []
 
     def authorise_read(self, actor: str, role: Role | str, what: str) -> Role:
         """Check that a role may read something (READ_PERMISSIONS); the role, or refused."""

@@ -3,21 +3,24 @@
 One row per case and programme (a re-enrolment after an exit replaces the row), and one
 row per case with its household, county and size (updated by each verification), so
 "households and people currently enrolled" is a join, and a household that shrinks or
-grows counts right everywhere at once. An enrolment is current until its Exited event.
+grows counts right everywhere at once. An enrolment is current until its Exited event, or,
+for a one-off grant (temporary or medical relief), until its one payment (since round 2:
+after upgrading, `jiuzhu rebuild programme_roll case_status` reads old histories this way).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.case import Case, add_months
+from domain.values import ONE_OFF
 from projections.folding import Batch, FoldingReadModel, Row, Table, folds
-from projections.regions import Criteria, Report
+from projections.regions import CHINA_TIME, Criteria, Report
 
 __all__ = ["ProgrammeRoll", "report"]
 
@@ -49,7 +52,7 @@ ENROLMENTS = Table(
         ("exited_at", "timestamptz"),
     ),
     key=("case_id", "programme"),
-    loaded_by=frozenset({Case.Reviewed, Case.BenefitAdjusted, Case.Exited}),
+    loaded_by=frozenset({Case.Reviewed, Case.BenefitAdjusted, Case.Exited, Case.Paid}),
 )
 
 
@@ -59,6 +62,7 @@ class ProgrammeRoll(FoldingReadModel):
     name = "programme_roll"
     tables: ClassVar = ("programme_roll", "roll_case")
     state_tables: ClassVar = (HOUSEHOLDS, ENROLMENTS)
+    filtered: ClassVar = frozenset({Case.Paid})
     ddl: ClassVar = (
         "CREATE TABLE IF NOT EXISTS {schema}.roll_case (case_id uuid PRIMARY KEY, "
         "household_id text NOT NULL, region text NOT NULL, household_size integer NOT NULL)",
@@ -136,6 +140,17 @@ class ProgrammeRoll(FoldingReadModel):
         enrolment = self._enrolment(batch, event, event.programme)
         if enrolment is not None:
             enrolment["ended_on"] = event.ended_on
+            enrolment["exited_at"] = event.occurred_at
+
+    def keeps(self, event: Any) -> bool:
+        # Of payments only one-off ones: a grant's enrolment ends with its one payment.
+        return bool(event.period == ONE_OFF)
+
+    @folds(Case.Paid)
+    def _paid_once(self, event: Case.Paid, batch: Batch) -> None:
+        enrolment = self._enrolment(batch, event, event.programme)
+        if enrolment is not None and enrolment["exited_at"] is None:
+            enrolment["ended_on"] = event.occurred_at.astimezone(CHINA_TIME).date()
             enrolment["exited_at"] = event.occurred_at
 
 
