@@ -252,8 +252,8 @@ class DeadlineBook:
             case Case.EmergencyReliefRegularised():
                 kind = DeadlineKind.EMERGENCY_NOT_REGULARISED
                 self._done(rows, changed, [f"{kind.value}:{event.grant_id}"], at)
-            case Case.Closed():
-                self._cancel(rows, changed, list(rows))
+            case Case.Closed():  # nothing is awaited any more, passed or not
+                self._cancel(rows, changed, list(rows), also_passed=True)
             case Case.DeadlinePassed():
                 row = rows.get(event.deadline)
                 if row is not None and row["state"] == PENDING and row["due_at"] == event.due_at:
@@ -309,11 +309,18 @@ class DeadlineBook:
             changed.add(deadline)
 
     @staticmethod
-    def _cancel(rows: MutableMapping[str, Row], changed: set[str], ids: Iterable[str]) -> None:
+    def _cancel(
+        rows: MutableMapping[str, Row],
+        changed: set[str],
+        ids: Iterable[str],
+        *,
+        also_passed: bool = False,
+    ) -> None:
         """The deadline no longer applies (objection, exit, closure)."""
+        states = (PENDING, PASSED) if also_passed else (PENDING,)
         for deadline in ids:
             row = rows.get(deadline)
-            if row is not None and row["state"] == PENDING:
+            if row is not None and row["state"] in states and row["done_at"] is None:
                 row["state"] = CANCELLED
                 changed.add(deadline)
 
