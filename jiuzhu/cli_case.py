@@ -31,18 +31,30 @@ app = typer.Typer(help="Look at one case: its state and its history.", no_args_i
 
 CaseIdArg = Annotated[str, typer.Argument(metavar="CASE_ID", help="The case's id (a UUID)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
+AS_OF_HELP = "As things stood on a date (or date-time): by when they happened (occurred_at)"
+KNOWN_AT_HELP = "As the record stood at a date-time: by when things were recorded"
 
 
 def _load(
-    case_id: UUID, version: int | None, as_of: datetime | None, actor: str | None, role: str | None
+    case_id: UUID,
+    version: int | None,
+    as_of: datetime | None,
+    known_at: datetime | None,
+    reader: tuple[str | None, str | None],
 ) -> tuple[Case, bool, list[Case.Event]]:
     """The case, whether the person may see its personal data, and the events shown."""
-    with reading_histories(actor, role) as (casework, personal):
-        if as_of is not None:
-            case = casework.case_as_of(case_id, as_of)
+    with reading_histories(*reader) as (casework, personal):
+        if as_of is not None or known_at is not None:
+            case = casework.case_at(case_id, as_of=as_of, known_at=known_at)
         else:
             case = casework.get_case(case_id, version=version)
-        events = [e for e in casework.history(case_id) if e.originator_version <= case.version]
+        events = [
+            e
+            for e in casework.history(case_id)
+            if e.originator_version <= case.version
+            and (known_at is None or e.timestamp <= known_at)
+            and (as_of is None or e.occurred_at <= as_of)
+        ]
         return case, personal, events
 
 
@@ -51,18 +63,20 @@ def _load(
 def show(
     case_id: CaseIdArg,
     version: Annotated[int | None, typer.Option(min=1, help="As it stood at this version")] = None,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="As recorded at a date or date-time")
-    ] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None,
+    known_at: Annotated[str | None, typer.Option("--known-at", help=KNOWN_AT_HELP)] = None,
     as_json: JsonOpt = False,
     actor: ActorOpt = None,
     role: RoleOpt = None,
 ) -> None:
-    """Show a case as it stands now, at a version, or as recorded at a date."""
-    if version is not None and as_of is not None:
-        raise fail("give --version or --as-of, not both")
-    moment = parse_moment(as_of) if as_of else None
-    case, with_personal, events = _load(parse_case_id(case_id), version, moment, actor, role)
+    """Show a case as it stands now, at a version, or by the two clocks (--as-of, --known-at)."""
+    if version is not None and (as_of is not None or known_at is not None):
+        raise fail("give --version or --as-of/--known-at, not both")
+    happened = parse_moment(as_of) if as_of else None
+    recorded = parse_moment(known_at, "--known-at") if known_at else None
+    case, with_personal, events = _load(
+        parse_case_id(case_id), version, happened, recorded, (actor, role)
+    )
     view = case_view(case, with_personal=with_personal)
     view["deadlines"] = pending_deadlines(case.id, events)
     if as_json:

@@ -84,7 +84,9 @@ def test_case_history_lists_every_event_in_order(
         (["case", "show", str(uuid4())], "not found"),
         (["case", "history", str(uuid4())], "not found"),
         (["case", "show", "{case}", "--as-of", "yesterday"], "is not a date"),
-        (["case", "show", "{case}", "--as-of", "2001-01-01"], "as recorded by 2001-01-01"),
+        (["case", "show", "{case}", "--as-of", "2001-01-01"], "nothing happened by 2001-01-01"),
+        (["case", "show", "{case}", "--known-at", "2001-01-01"], "as recorded by 2001-01-01"),
+        (["case", "show", "{case}", "--known-at", "soon"], "--known-at 'soon' is not a date"),
         (["case", "show", "{case}", "--version", "1", "--as-of", "2024-01-01"], "not both"),
     ],
 )
