@@ -18,6 +18,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.case import Case, add_months
+from domain.deadlines import DeadlineKind
 from domain.values import ONE_OFF
 from projections.folding import Batch, FoldingReadModel, Row, Table, folds
 from projections.regions import CHINA_TIME, Criteria, Report
@@ -50,9 +51,12 @@ ENROLMENTS = Table(
         ("last_reviewed_at", "timestamptz"),
         ("ended_on", "date"),
         ("exited_at", "timestamptz"),
+        ("review_escalated_at", "timestamptz"),
     ),
     key=("case_id", "programme"),
-    loaded_by=frozenset({Case.Reviewed, Case.BenefitAdjusted, Case.Exited, Case.Paid}),
+    loaded_by=frozenset(
+        {Case.Reviewed, Case.BenefitAdjusted, Case.Exited, Case.Paid, Case.Escalated}
+    ),
 )
 
 
@@ -62,7 +66,7 @@ class ProgrammeRoll(FoldingReadModel):
     name = "programme_roll"
     tables: ClassVar = ("programme_roll", "roll_case")
     state_tables: ClassVar = (HOUSEHOLDS, ENROLMENTS)
-    filtered: ClassVar = frozenset({Case.Paid})
+    filtered: ClassVar = frozenset({Case.Paid, Case.Escalated})
     ddl: ClassVar = (
         "CREATE TABLE IF NOT EXISTS {schema}.roll_case (case_id uuid PRIMARY KEY, "
         "household_id text NOT NULL, region text NOT NULL, household_size integer NOT NULL)",
@@ -71,7 +75,11 @@ class ProgrammeRoll(FoldingReadModel):
         "category text NOT NULL, amount_fen bigint NOT NULL, effective_from date NOT NULL, "
         "enrolled_at timestamptz NOT NULL, review_interval_months integer NOT NULL, "
         "review_due date NOT NULL, last_reviewed_at timestamptz, ended_on date, "
-        "exited_at timestamptz, PRIMARY KEY (case_id, programme))",
+        "exited_at timestamptz, review_escalated_at timestamptz, "
+        "PRIMARY KEY (case_id, programme))",
+        # Tables made before the clock existed get the column (a rebuild fills it).
+        "ALTER TABLE {schema}.programme_roll "
+        "ADD COLUMN IF NOT EXISTS review_escalated_at timestamptz",
     )
 
     @folds(Case.Discovered)
@@ -112,6 +120,7 @@ class ProgrammeRoll(FoldingReadModel):
                 "last_reviewed_at": None,
                 "ended_on": None,
                 "exited_at": None,
+                "review_escalated_at": None,
             },
         )
 
@@ -128,6 +137,7 @@ class ProgrammeRoll(FoldingReadModel):
         if enrolment is not None:
             enrolment["review_due"] = event.next_review_due
             enrolment["last_reviewed_at"] = event.occurred_at
+            enrolment["review_escalated_at"] = None  # the review answered the escalation
 
     @folds(Case.BenefitAdjusted)
     def _adjusted(self, event: Case.BenefitAdjusted, batch: Batch) -> None:
@@ -144,7 +154,17 @@ class ProgrammeRoll(FoldingReadModel):
 
     def keeps(self, event: Any) -> bool:
         # Of payments only one-off ones: a grant's enrolment ends with its one payment.
-        return bool(event.period == ONE_OFF)
+        if isinstance(event, Case.Paid):
+            return bool(event.period == ONE_OFF)
+        # Of escalations only overdue reviews.
+        return bool(event.kind == DeadlineKind.REVIEW_OVERDUE.value)
+
+    @folds(Case.Escalated)
+    def _review_escalated(self, event: Case.Escalated, batch: Batch) -> None:
+        programme = event.deadline.partition(":")[2]
+        enrolment = self._enrolment(batch, event, programme)
+        if enrolment is not None:
+            enrolment["review_escalated_at"] = event.occurred_at
 
     @folds(Case.Paid)
     def _paid_once(self, event: Case.Paid, batch: Batch) -> None:
@@ -168,6 +188,8 @@ def report(curs: Cursor[DictRow], schema: str, criteria: Criteria) -> Report:
             "count(*) FILTER (WHERE {monthly} AND r.review_due >= {today} "
             "AND r.review_due < {soon}) AS reviews_due_30_days, "
             "count(*) FILTER (WHERE {monthly} AND r.review_due < {today}) AS reviews_overdue, "
+            "count(*) FILTER (WHERE {active} AND r.review_escalated_at IS NOT NULL) "
+            "AS reviews_escalated, "
             "count(*) FILTER (WHERE NOT {active}) AS exited "
             "FROM {schema}.programme_roll r JOIN {schema}.roll_case c USING (case_id) "
             "WHERE {region} GROUP BY 1, 2 ORDER BY 1, 2"
@@ -185,7 +207,7 @@ def report(curs: Cursor[DictRow], schema: str, criteria: Criteria) -> Report:
         title=f"Programme roll as of {criteria.today.isoformat()}",
         columns=[
             "region", "programme", "households", "people", "monthly_amount_fen",
-            "reviews_due_30_days", "reviews_overdue", "exited",
+            "reviews_due_30_days", "reviews_overdue", "reviews_escalated", "exited",
         ],
         rows=[dict(row) for row in curs.fetchall()],
         notes=["Current enrolments (no exit yet); reviews of monthly benefits only."],
