@@ -15,6 +15,8 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     ANALYST = "analyst"
     UPSTREAM_SYSTEM = "upstream_system"
+    # The service itself (the clock): records deadlines passing, never a person's decision.
+    SYSTEM = "system"
 
 
 _STAFF = frozenset({Role.CASEWORKER, Role.APPROVER})
@@ -59,6 +61,9 @@ READ_PERMISSIONS: dict[str, frozenset[Role]] = {
     # Signing a checkpoint attests the log; schedulers run it as the upstream system.
     "checkpoint_audit_trail": frozenset({Role.AUDITOR, Role.APPROVER, Role.UPSTREAM_SYSTEM}),
 }
+
+# Only the clock records that a deadline passed (escalations, warnings, review tasks).
+PERMISSIONS["record_deadline"] = frozenset({Role.SYSTEM})
 
 
 def may(role: Role, command: str) -> bool:

@@ -152,16 +152,26 @@ def _show(entries: list[HistoryEntry], fmt: Format, title: str) -> None:
 def history(
     case_id: Annotated[str, typer.Argument(metavar="CASE_ID", help="The case's id")],
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="As recorded at a date or date-time")
+        str | None, typer.Option("--as-of", help="Only what had happened by a date (occurred_at)")
+    ] = None,
+    known_at: Annotated[
+        str | None, typer.Option("--known-at", help="Only what was recorded by a date-time")
     ] = None,
     fmt: FormatOpt = Format.TABLE,
     actor: ActorOpt = None,
     role: RoleOpt = None,
 ) -> None:
     """Every event of a case: version, type, business and recorded time, who, why, cause."""
-    moment = parse_moment(as_of) if as_of else None
+    happened = parse_moment(as_of) if as_of else None
+    recorded = parse_moment(known_at, "--known-at") if known_at else None
     with reading_histories(actor, role) as (casework, personal):
-        entries = case_history(casework, parse_case_id(case_id), as_of=moment, personal=personal)
+        entries = case_history(
+            casework,
+            parse_case_id(case_id),
+            as_of=happened,
+            known_at=recorded,
+            personal=personal,
+        )
     _show(entries, fmt, f"case {case_id}")
 
 

@@ -61,14 +61,15 @@ def parse_case_id(text: str) -> UUID:
         raise fail(f"CASE_ID {text!r} is not a case id (a UUID)") from None
 
 
-def parse_moment(text: str) -> datetime:
+def parse_moment(text: str, option: str = "--as-of") -> datetime:
     """A date (end of that day, China time) or an ISO date-time, or a one-line error."""
     try:
         if len(text) == 10:
             return end_of_day(date.fromisoformat(text))
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise fail(f"--as-of {text!r} is not a date (YYYY-MM-DD) or date-time (ISO 8601)") from None
+        expected = "a date (YYYY-MM-DD) or date-time (ISO 8601)"
+        raise fail(f"{option} {text!r} is not {expected}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=CHINA_TIME)
 
 

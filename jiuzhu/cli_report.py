@@ -17,6 +17,7 @@ from rich.table import Table
 from jiuzhu.cli_common import console, fail, load_settings, print_json
 from jiuzhu.runtime import endpoints
 from projections import (
+    deadlines,
     funnel,
     headline,
     payments_ledger,
@@ -40,6 +41,7 @@ REPORTS: dict[str, Reporter] = {
     "programme_roll": programme_roll.report,
     "headline": headline.report,
 }
+REPORTS["deadlines"] = deadlines.report  # the clock's deadlines: open, due soon, escalated
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 

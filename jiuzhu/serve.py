@@ -31,6 +31,7 @@ from jiuzhu.audit.courier import carry_checkpoints
 from jiuzhu.bootstrap import casework
 from jiuzhu.logging import quiet_access_log
 from jiuzhu.settings import Settings
+from processes.clock import start_clock
 from projections.base import read_model_datastore
 from projections.registry import READ_MODELS
 
@@ -38,7 +39,7 @@ __all__ = ["COMPONENTS", "ServeSettings", "Service", "serve"]
 
 log = structlog.get_logger("jiuzhu.serve")
 
-COMPONENTS = ("intake", "relay", "projector")
+COMPONENTS = ("intake", "relay", "projector", "clock")
 
 
 class ServeSettings(BaseSettings):
@@ -207,6 +208,8 @@ class Service:
                     stack, app, self.broker_url, self.health, self.stopping, self.options
                 )
             )
+        if "clock" in self.components:
+            self.running.append(await start_clock(self, app))
 
     async def _start_projector(self, app: CaseWork) -> None:
         stack, destination = self._stack, self.destination

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from projections.base import ReadModel
 from projections.case_status import CaseStatus
+from projections.deadlines import Deadlines
 from projections.rebuild import REPORT_MODELS
 
 __all__ = ["READ_MODELS"]
@@ -13,3 +14,4 @@ READ_MODELS: list[type[ReadModel]] = [
     CaseStatus,
     *REPORT_MODELS,  # funnel, verification tasks, payments, time to support, stacked, roll, KPIs
 ]
+READ_MODELS.append(Deadlines)  # every case's deadlines (the `deadlines` report)
