@@ -16,6 +16,8 @@ exits and closures, payments. The rules, decided here once for every payroll:
   month no cycle paid, a payment that failed).
 - A one-off programme owes its grant once, from its effective month, while the enrolment
   has not ended and the grant is not paid.
+- A closed case is owed nothing more: the Case takes no step once closed, payments
+  included (a one-member household's death exits its programmes and closes the case).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from domain.values import ONE_OFF
 
 __all__ = [
     "AmountChanged",
+    "CaseClosed",
     "EnrolmentEnded",
     "EnrolmentFact",
     "EnrolmentStarted",
@@ -37,6 +40,7 @@ __all__ = [
     "entitlements",
     "month_of",
     "next_month",
+    "refusal",
 ]
 
 
@@ -71,7 +75,14 @@ class PeriodPaid:
     period: str
 
 
-EnrolmentFact = EnrolmentStarted | AmountChanged | EnrolmentEnded | PeriodPaid
+@dataclass(frozen=True, slots=True)
+class CaseClosed:
+    """The household's case closed: nothing more is paid on it."""
+
+    on: date
+
+
+EnrolmentFact = EnrolmentStarted | AmountChanged | EnrolmentEnded | PeriodPaid | CaseClosed
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +160,7 @@ def entitlements(
     """
     paid = {fact.period for fact in history if isinstance(fact, PeriodPaid)}
     starts = [fact for fact in history if isinstance(fact, EnrolmentStarted)]
-    if not starts:
+    if not starts or any(isinstance(fact, CaseClosed) for fact in history):
         return []
     owed: list[Entitlement] = []
     if starts[-1].monthly:
@@ -170,3 +181,15 @@ def entitlements(
         return []
     amount = _amount_in(history, month)
     return [Entitlement(ONE_OFF, amount, "one_off")] if amount else []
+
+
+def refusal(history: Sequence[EnrolmentFact], period: str) -> str | None:
+    """Why a payment for `period` may not be recorded now; None when it is owed."""
+    month = "9999-12" if period == ONE_OFF else period
+    if any(e.period == period for e in entitlements(history, month)):
+        return None
+    if any(isinstance(fact, CaseClosed) for fact in history):
+        return "the case is closed"
+    if any(isinstance(fact, PeriodPaid) and fact.period == period for fact in history):
+        return f"already paid for {period}"
+    return f"not enrolled for {period}"

@@ -92,6 +92,7 @@ class SettlementOutcome:
     paid: list[tuple[Instruction, str]] = field(default_factory=list)
     failed: list[tuple[Instruction, str, str]] = field(default_factory=list)
     findings: list[list[Any]] = field(default_factory=list)  # kind, instruction, ref, fen, why
+    repeats: int = 0  # settlements delivered again: no effect
 
 
 def cycle_key_of(instruction_id: str) -> tuple[str, str, str] | None:
@@ -147,6 +148,7 @@ class PayrollCycle(Aggregate):
     class EntitlementsListed(Event):
         """Some of the cycle's entitlements, as instructions (all are saved with Prepared)."""
 
+        programme: str
         items: list[list[Any]]
 
         def apply_to(self, cycle: PayrollCycle) -> None:
@@ -178,22 +180,22 @@ class PayrollCycle(Aggregate):
             cycle.exports += 1
 
     class EntitlementsPaid(Event):
-        """Finance paid these instructions: [instruction id, payment reference]."""
+        """Finance paid these instructions: [instruction id, payment reference, fen]."""
 
-        items: list[list[str]]
+        items: list[list[Any]]
 
         def apply_to(self, cycle: PayrollCycle) -> None:
-            for instruction_id, _ref in self.items:
-                cycle.settled[instruction_id] = "paid"
+            for instruction_id, ref, _fen in self.items:
+                cycle.settled[instruction_id] = ("paid", ref)
 
     class EntitlementsFailed(Event):
-        """These instructions failed: [instruction id, payment reference, reason]."""
+        """These instructions failed: [instruction id, payment reference, fen, reason]."""
 
-        items: list[list[str]]
+        items: list[list[Any]]
 
         def apply_to(self, cycle: PayrollCycle) -> None:
-            for instruction_id, _ref, _why in self.items:
-                cycle.settled[instruction_id] = "failed"
+            for instruction_id, ref, _fen, _why in self.items:
+                cycle.settled[instruction_id] = ("failed", ref)
 
     class FindingsRecorded(Event):
         """Settlements that paid nothing: [kind, instruction id, reference, fen, detail]."""
@@ -211,7 +213,7 @@ class PayrollCycle(Aggregate):
         totals: tuple[int, int]
         by_kind: dict[str, list[int]]
         instructions: dict[str, Instruction]
-        settled: dict[str, str]
+        settled: dict[str, tuple[str, str]]  # instruction -> (outcome, payment reference)
         exports: int
 
     # -- commands -----------------------------------------------------------------------
@@ -257,7 +259,12 @@ class PayrollCycle(Aggregate):
         )
         for start in range(0, len(entitlements), CHUNK):
             rows = [item.as_row() for item in entitlements[start : start + CHUNK]]
-            cycle.trigger_event(PayrollCycle.EntitlementsListed, items=rows, **by.event_fields())
+            cycle.trigger_event(
+                PayrollCycle.EntitlementsListed,
+                programme=programme,
+                items=rows,
+                **by.event_fields(),
+            )
         return cycle
 
     def approve(self, differences: int, *, by: Provenance) -> None:
@@ -294,20 +301,25 @@ class PayrollCycle(Aggregate):
 
         A settlement naming no instruction of the cycle, a second one for a settled
         instruction, an amount other than instructed, or a payment the case refuses
-        (`case_refusal`: e.g. paid meanwhile by another route) is a finding.
+        (`case_refusal`: e.g. paid meanwhile by another route) is a finding. The very
+        settlement that settled an instruction (same outcome and reference), delivered
+        again (a file settled twice, a message redelivered), changes nothing.
         """
         self.check_approved("settle")
         outcome = SettlementOutcome()
-        seen: dict[str, str] = {}
+        seen: dict[str, tuple[str, str]] = {}
         for settlement in settlements:
             key = settlement.instruction_id
             instruction = self.instructions.get(key)
+            earlier = seen.get(key) or self.settled.get(key)
             finding = None
+            if earlier == (settlement.outcome, settlement.payment_ref):
+                outcome.repeats += 1
+                continue
             if instruction is None:
                 finding = ("unknown_instruction", "no such instruction in this cycle")
-            elif key in seen or key in self.settled:
-                earlier = seen.get(key) or self.settled[key]
-                finding = ("double_settlement", f"already settled as {earlier}")
+            elif earlier is not None:
+                finding = ("double_settlement", f"already {earlier[0]} as {earlier[1]}")
             elif settlement.amount_fen != instruction.amount_fen:
                 finding = (
                     "amount_differs",
@@ -321,15 +333,15 @@ class PayrollCycle(Aggregate):
                 )
                 continue
             assert instruction is not None
-            seen[key] = settlement.outcome
+            seen[key] = (settlement.outcome, settlement.payment_ref)
             if settlement.outcome == "paid":
                 outcome.paid.append((instruction, settlement.payment_ref))
             else:
                 why = settlement.reason or "failed at the bank"
                 outcome.failed.append((instruction, settlement.payment_ref, why))
         fields = by.event_fields()
-        paid = [[i.instruction_id, ref] for i, ref in outcome.paid]
-        failed = [[i.instruction_id, ref, why] for i, ref, why in outcome.failed]
+        paid = [[i.instruction_id, ref, i.amount_fen] for i, ref in outcome.paid]
+        failed = [[i.instruction_id, ref, i.amount_fen, why] for i, ref, why in outcome.failed]
         for start in range(0, len(paid), CHUNK):
             self.trigger_event(
                 PayrollCycle.EntitlementsPaid, items=paid[start : start + CHUNK], **fields

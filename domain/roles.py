@@ -70,6 +70,7 @@ def may_read(role: Role, what: str) -> bool:
     """Whether a role may read (or attest) something named in READ_PERMISSIONS."""
     return role in READ_PERMISSIONS.get(what, frozenset())
 
+
 # The monthly payroll (domain/payroll.py): staff prepare, a second person decides (the
 # preparer may not: a rule of the cycle), finance's settlements come as the upstream system.
 PERMISSIONS.update(

@@ -10,12 +10,14 @@ from hypothesis import strategies as st
 
 from domain.entitlements import (
     AmountChanged,
+    CaseClosed,
     EnrolmentEnded,
     EnrolmentFact,
     EnrolmentStarted,
     Entitlement,
     PeriodPaid,
     entitlements,
+    refusal,
 )
 
 
@@ -63,6 +65,18 @@ def test_a_one_off_grant_is_owed_once_until_paid() -> None:
     assert entitlements([*grant, EnrolmentEnded(date(2023, 6, 30))], "2023-07") == []
 
 
+def test_a_payment_is_refused_when_paid_closed_or_outside_the_enrolment() -> None:
+    history: list[EnrolmentFact] = [
+        EnrolmentStarted(date(2023, 3, 1), 65000),
+        EnrolmentEnded(date(2023, 6, 1)),
+        PeriodPaid("2023-03"),
+    ]
+    assert refusal(history, "2023-04") is None
+    assert refusal(history, "2023-03") == "already paid for 2023-03"
+    assert refusal(history, "2023-06") == "not enrolled for 2023-06"
+    assert refusal([*history, CaseClosed(date(2023, 6, 2))], "2023-04") == "the case is closed"
+
+
 # -- the property: an independent month-by-month fold --------------------------------------
 
 
@@ -77,7 +91,7 @@ def _months(first: str, last: str) -> list[str]:
 def reference(history: list[EnrolmentFact], month: str, in_flight: set[str]) -> dict:
     """Month by month, with dates: in force on some day of the month from the start on."""
     starts = [i for i, f in enumerate(history) if isinstance(f, EnrolmentStarted)]
-    if not starts:
+    if not starts or any(isinstance(f, CaseClosed) for f in history):
         return {}
     paid = {f.period for f in history if isinstance(f, PeriodPaid)}
     last_start = history[starts[-1]]
@@ -130,7 +144,7 @@ def histories(draw: st.DrawFn) -> list[EnrolmentFact]:
     facts: list[EnrolmentFact] = []
     active = False
     for _ in range(draw(st.integers(0, 8))):
-        step = draw(st.sampled_from(["enrol", "adjust", "exit", "pay"]))
+        step = draw(st.sampled_from(["enrol", "adjust", "exit", "pay", "close"]))
         if step == "enrol" and not active:
             facts.append(EnrolmentStarted(draw(days), draw(st.integers(1, 90000)), monthly))
             active = True
@@ -139,6 +153,9 @@ def histories(draw: st.DrawFn) -> list[EnrolmentFact]:
         elif step == "exit" and active:
             facts.append(EnrolmentEnded(draw(days)))
             active = False
+        elif step == "close" and not active:
+            facts.append(CaseClosed(draw(days)))
+            break
         elif step == "pay":
             facts.append(PeriodPaid(draw(months) if monthly else "one-off"))
     return facts

@@ -78,7 +78,9 @@ def test_each_instruction_settles_once_and_the_rest_are_findings() -> None:
     assert [f[0] for f in outcome.findings] == [
         "double_settlement", "amount_differs", "unknown_instruction",
     ]  # fmt: skip
-    again = approved.settle([Settlement(first, "paid", 65000, "B-1")], by=by("finance"))
+    repeated = approved.settle([Settlement(first, "paid", 65000, "B-1")], by=by("finance"))
+    assert (repeated.paid, repeated.findings, repeated.repeats) == ([], [], 1)
+    again = approved.settle([Settlement(first, "paid", 65000, "B-1c")], by=by("finance"))
     assert again.paid == []
     assert again.findings[0][0] == "double_settlement"
     assert [i.instruction_id for i in approved.outstanding] == [third]
