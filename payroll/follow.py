@@ -12,10 +12,19 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.errors import UniqueViolation
 
+from domain.errors import PermissionDeniedError
+from domain.provenance import Provenance
+from domain.roles import may
 from projections.log_reader import LogReader
 from projections.payroll_ledger import PayrollLedger
 
-__all__ = ["catch_up", "payroll_lock"]
+__all__ = ["authorise", "catch_up", "payroll_lock"]
+
+
+def authorise(by: Provenance, command: str) -> None:
+    """The actor's role may run this payroll command (domain/roles.py), or refused."""
+    if not may(by.role, command):
+        raise PermissionDeniedError(by.actor, by.role.value, command)
 
 
 def catch_up(app: Application[UUID], ledger: PayrollLedger, *, batch_size: int = 10_000) -> int:
@@ -37,8 +46,13 @@ def catch_up(app: Application[UUID], ledger: PayrollLedger, *, batch_size: int =
 
 
 @contextmanager
-def payroll_lock(datastore: PostgresDatastore, name: str) -> Iterator[None]:
-    """One preparer (or settler) of the payroll at a time, across processes."""
+def payroll_lock(app: Application[UUID], name: str) -> Iterator[None]:
+    """One preparer (or settler) of the payroll at a time, across processes.
+
+    Held on a connection of the event store's pool: the ledger's small pool stays free
+    for the work done under the lock.
+    """
+    datastore: PostgresDatastore = app.recorder.datastore  # type: ignore[attr-defined]
     with datastore.get_connection() as conn:
         assert isinstance(conn, psycopg.Connection)
         conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 12))", (name,))

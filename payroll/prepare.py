@@ -18,7 +18,7 @@ from eventsourcing.persistence import IntegrityError
 from domain.entitlements import entitlements
 from domain.payroll import Instruction, PayrollCycle
 from domain.provenance import Provenance
-from payroll.follow import catch_up, payroll_lock
+from payroll.follow import authorise, catch_up, payroll_lock
 from projections.payroll_ledger import PayrollLedger, decode_facts
 
 __all__ = ["PreparedCycle", "cycle_exists", "owed_in", "prepare_month"]
@@ -63,8 +63,9 @@ def prepare_month(
     regions: set[str] | None = None,
 ) -> list[PreparedCycle]:
     """Prepare (or find) every cycle of a month, optionally for some programmes or counties."""
+    authorise(by, "prepare_payroll")
     results = []
-    with payroll_lock(ledger.datastore, "prepare"):
+    with payroll_lock(app, "prepare"):
         position = catch_up(app, ledger)
         with ledger.datastore.transaction(commit=False) as curs:
             rolls = ledger.rolls(curs)

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from domain.application import CaseWork
-from domain.payroll import PayrollCycle
+from domain.errors import PermissionDeniedError
+from domain.payroll import MakerCheckerError, PayrollCycle
+from jiuzhu.audit.signing import Signer
+from payroll.decide import approve
+from payroll.export import export_cycle
 from payroll.prepare import prepare_month
+from payroll.settle import settle_file
 from projections.payroll_ledger import PayrollLedger
 from tests.payroll_stories import by, enrolled, ledger, staff
 
@@ -42,3 +54,116 @@ def test_adjusted_in_may_and_exited_in_august_is_owed_exactly_march_to_july(
     }  # fmt: skip
     again = prepare_month(app, ledger, month="2023-09", by=staff("clerk-li", "caseworker"))
     assert [(p.cycle_id, p.existed) for p in again] == [(prepared[0].cycle_id, True)]
+
+
+def settlement_file(path: Path, lines: list[tuple[str, str, int, str, str]]) -> Path:
+    """A finance settlement file: instruction, outcome, fen, reference, reason."""
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["instruction_id", "outcome", "amount_fen", "payment_ref", "reason"])
+        writer.writerows(lines)
+    return path
+
+
+def run_month(
+    app: CaseWork,
+    ledger: PayrollLedger,
+    month: str,
+    tmp_path: Path,
+    failing: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """Prepare, approve, export and settle a month; the periods in `failing` fail."""
+    day = date(int(month[:4]), int(month[5:]), 25)
+    prepared = prepare_month(app, ledger, month=month, by=staff("clerk-li", "caseworker", day))
+    if not prepared:
+        return {}
+    approve(app, ledger, prepared[0].cycle_id, by=staff("director-wang", day=day))
+    exported = export_cycle(
+        app,
+        prepared[0].cycle_id,
+        out_dir=tmp_path,
+        signer=SIGNER,
+        by=staff("director-wang", day=day),
+    )
+    rows = [json.loads(line) for line in exported.jsonl_path.read_text().splitlines()[:-1]]
+    lines = [
+        (r["instruction_id"], "failed" if r["purpose"].split()[1] in failing else "paid",
+         r["amount_fen"], f"BANK-{r['instruction_id']}", "account frozen")
+        for r in rows
+    ]  # fmt: skip
+    path = settlement_file(tmp_path / f"settled-{month}.csv", lines)
+    report = settle_file(app, ledger, month, path, by=staff("finance", "upstream_system", day))
+    return {"rows": rows, "report": report.as_json(), "file": path}
+
+
+SIGNER = Signer(Ed25519PrivateKey.generate())
+
+
+def test_a_year_of_payrolls_pays_march_to_july_once_and_a_failure_next_month_as_arrears(
+    app: CaseWork, ledger: PayrollLedger, tmp_path: Path
+) -> None:
+    case_id = enrolled(app, effective_from=date(2023, 3, 10), amount_fen=65000)
+    app.adjust_benefit({
+        "case_id": case_id, "programme": "rural_dibao", "amount_fen": 70000,
+        "effective_from": date(2023, 5, 1), "by": by("director", "approver", date(2023, 4, 20)),
+    })  # fmt: skip
+    runs = {m: run_month(app, ledger, m, tmp_path, failing=frozenset({"2023-05"})) for m in
+            ["2023-03", "2023-04", "2023-05", "2023-06"]}  # fmt: skip
+    app.exit_programme({
+        "case_id": case_id, "programme": "rural_dibao", "ended_on": date(2023, 8, 1),
+        "by": by("director", "approver", date(2023, 7, 28), "income above the line"),
+    })  # fmt: skip
+    runs |= {m: run_month(app, ledger, m, tmp_path) for m in ["2023-07", "2023-08", "2023-09"]}
+    assert runs["2023-05"]["report"]["failed"] == 1
+    june = runs["2023-06"]["rows"]
+    assert [(r["purpose"], r["amount_fen"]) for r in june] == [
+        ("rural_dibao 2023-05 arrears", 70000), ("rural_dibao 2023-06", 70000),
+    ]  # fmt: skip
+    assert june[0]["account_ref"] == "6217003810000123456"
+    assert runs["2023-08"] == runs["2023-09"] == {}
+    case = app.get_case(case_id)
+    assert case.payments == {
+        "rural_dibao:2023-03": 65000, "rural_dibao:2023-04": 65000,
+        "rural_dibao:2023-05": 70000, "rural_dibao:2023-06": 70000,
+        "rural_dibao:2023-07": 70000,
+    }  # fmt: skip
+    # Finance sends June's file again, and then one June line with another reference.
+    again = settle_file(app, ledger, "2023-06", runs["2023-06"]["file"], by=staff("finance"))
+    assert again.as_json()["repeats"] == 2
+    assert again.paid == 0
+    instruction = june[1]["instruction_id"]
+    double = settlement_file(tmp_path / "double.csv", [(instruction, "paid", 70000, "X-2", "")])
+    found = settle_file(app, ledger, "2023-06", double, by=staff("finance"))
+    assert found.paid == 0
+    assert [f[:2] for f in found.findings] == [["double_settlement", instruction]]
+    assert app.get_case(case_id).paid_total_fen == 2 * 65000 + 3 * 70000
+
+
+def test_the_preparer_cannot_approve_the_cycle(app: CaseWork, ledger: PayrollLedger) -> None:
+    enrolled(app, effective_from=date(2023, 3, 1), amount_fen=65000)
+    day = date(2023, 3, 25)
+    prepared = prepare_month(app, ledger, month="2023-03", by=staff("clerk-li", "approver", day))
+    with pytest.raises(MakerCheckerError, match="clerk-li prepared this cycle and may not approve"):
+        approve(app, ledger, prepared[0].cycle_id, by=staff("clerk-li", day=day))
+    with pytest.raises(PermissionDeniedError):
+        approve(app, ledger, prepared[0].cycle_id, by=staff("clerk-zhao", "caseworker", day))
+    cycle, differences = approve(
+        app, ledger, prepared[0].cycle_id, by=staff("director-wang", day=day)
+    )
+    assert (cycle.status, cycle.approver, differences) == ("approved", "director-wang", [])
+
+
+def test_a_death_in_june_stops_july(app: CaseWork, ledger: PayrollLedger, tmp_path: Path) -> None:
+    case_id = enrolled(app, effective_from=date(2023, 3, 1), amount_fen=65000)
+    for month in ["2023-03", "2023-04", "2023-05"]:
+        run_month(app, ledger, month, tmp_path)
+    app.exit_programme({
+        "case_id": case_id, "programme": "rural_dibao", "ended_on": date(2023, 6, 12),
+        "by": by("registry", "upstream_system", date(2023, 6, 12), "death registered"),
+    })  # fmt: skip
+    prepared = prepare_month(app, ledger, month="2023-07", by=staff("clerk-li", "caseworker"))
+    assert [(p.instructions, p.by_kind) for p in prepared] == [(1, {"arrears": [1, 65000]})]
+    app.close_case(
+        {"case_id": case_id, "by": by("registry", "upstream_system", date(2023, 6, 12), "death")}
+    )
+    assert prepare_month(app, ledger, month="2023-08", by=staff("clerk-li", "caseworker")) == []
