@@ -20,6 +20,7 @@ from projections import (
     funnel,
     headline,
     payments_ledger,
+    payroll_cycles,
     programme_roll,
     stacked_relief,
     time_to_support,
@@ -40,6 +41,7 @@ REPORTS: dict[str, Reporter] = {
     "programme_roll": programme_roll.report,
     "headline": headline.report,
 }
+REPORTS["payroll"] = payroll_cycles.report
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from projections.base import ReadModel
 from projections.case_status import CaseStatus
+from projections.payroll_cycles import PayrollCycles
+from projections.payroll_ledger import PayrollLedger
 from projections.rebuild import REPORT_MODELS
 
 __all__ = ["READ_MODELS"]
@@ -13,3 +15,4 @@ READ_MODELS: list[type[ReadModel]] = [
     CaseStatus,
     *REPORT_MODELS,  # funnel, verification tasks, payments, time to support, stacked, roll, KPIs
 ]
+READ_MODELS += [PayrollLedger, PayrollCycles]  # the payroll's follower, and its cycles report

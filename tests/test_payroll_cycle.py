@@ -15,11 +15,21 @@ from domain.application import CaseWork
 from domain.errors import PermissionDeniedError
 from domain.payroll import MakerCheckerError, PayrollCycle
 from jiuzhu.audit.signing import Signer
-from payroll.decide import approve
+from jiuzhu.audit.verify import verify_log
+from payroll.decide import approve, load_cycle
 from payroll.export import export_cycle
 from payroll.prepare import prepare_month
 from payroll.settle import settle_file
+from projections.base import read_model_datastore
+from projections.feed import catch_up
+from projections.payments_ledger import PaymentsLedger
+from projections.payments_ledger import report as payments_report
+from projections.payroll_cycles import PayrollCycles
+from projections.payroll_cycles import report as payroll_report
 from projections.payroll_ledger import PayrollLedger
+from projections.rebuild import replay
+from projections.regions import Criteria
+from tests.conftest import DATABASE_URL
 from tests.payroll_stories import by, enrolled, ledger, staff
 
 __all__ = ["ledger"]
@@ -167,3 +177,49 @@ def test_a_death_in_june_stops_july(app: CaseWork, ledger: PayrollLedger, tmp_pa
         {"case_id": case_id, "by": by("registry", "upstream_system", date(2023, 6, 12), "death")}
     )
     assert prepare_month(app, ledger, month="2023-08", by=staff("clerk-li", "caseworker")) == []
+
+
+def test_replay_equals_live_the_report_agrees_with_the_ledger_and_the_audit_holds(
+    app: CaseWork, ledger: PayrollLedger, pg_schema: str, tmp_path: Path
+) -> None:
+    datastore = read_model_datastore(DATABASE_URL, schema=pg_schema)
+    live = [PayrollCycles(datastore), PaymentsLedger(datastore)]
+    for model in live:
+        model.create_table()
+    try:
+        first = enrolled(app, effective_from=date(2023, 3, 1), amount_fen=65000)
+        enrolled(app, effective_from=date(2023, 4, 1), amount_fen=70000, region="610502")
+        grant = enrolled(app, effective_from=date(2023, 4, 5), amount_fen=300000,
+                         programme="temporary_relief")  # fmt: skip
+        for month in ["2023-03", "2023-04", "2023-05"]:
+            prepared = prepare_month(app, ledger, month=month, by=staff("clerk-li", "caseworker"))
+            for cycle in prepared:
+                approve(app, ledger, cycle.cycle_id, by=staff("director-wang"))
+                export_cycle(app, cycle.cycle_id, out_dir=tmp_path, signer=SIGNER,
+                             by=staff("director-wang"))  # fmt: skip
+            lines = [
+                (i.instruction_id, "failed" if i.case_id == str(first) and month == "2023-04"
+                 else "paid", i.amount_fen, f"B-{i.instruction_id}", "account frozen")
+                for c in prepared for i in load_cycle(app, c.cycle_id).outstanding
+            ]  # fmt: skip
+            settle_file(app, ledger, month, settlement_file(tmp_path / f"{month}.csv", lines),
+                        by=staff("finance", "upstream_system"))  # fmt: skip
+            for model in live:
+                catch_up(model, app)
+        catch_up(ledger, app)
+        assert app.get_case(grant).payments == {"temporary_relief:one-off": 300000}
+        result = replay(
+            app, [PayrollLedger, PayrollCycles, PaymentsLedger],
+            database_url=DATABASE_URL, schema=pg_schema,
+        )  # fmt: skip
+        assert all(not found for found in result.differences.values()), result.differences
+        with datastore.transaction(commit=False) as curs:
+            rows = payroll_report(curs, pg_schema, Criteria()).rows
+            paid = payments_report(curs, pg_schema, Criteria()).rows
+        assert sum(r["paid_fen"] for r in rows) == sum(r["amount_fen"] for r in paid)
+        assert sum(r["paid_fen"] for r in rows) == 65000 * 2 + 70000 * 2 + 300000 + 65000
+        assert sum(r["failed_fen"] for r in rows) == 65000
+        assert sum(r["outstanding"] for r in rows) == 0
+        assert verify_log(app.datastore, app.audit).ok
+    finally:
+        datastore.close()
