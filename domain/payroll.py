@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
+from pydantic import Field, StrictInt
 
+from domain.commands import Command
 from domain.errors import CaseWorkError
 from domain.provenance import Provenance
 
@@ -27,6 +29,7 @@ __all__ = [
     "MakerCheckerError",
     "PayrollCycle",
     "PayrollError",
+    "SettlePayrollInstruction",
     "Settlement",
     "SettlementOutcome",
     "cycle_key_of",
@@ -93,6 +96,17 @@ class SettlementOutcome:
     failed: list[tuple[Instruction, str, str]] = field(default_factory=list)
     findings: list[list[Any]] = field(default_factory=list)  # kind, instruction, ref, fen, why
     repeats: int = 0  # settlements delivered again: no effect
+
+
+class SettlePayrollInstruction(Command):
+    """Finance settled one payroll instruction (a `payment.settled` message naming it)."""
+
+    name: ClassVar[str] = "settle_payroll_instruction"
+    instruction_id: str = Field(min_length=1, max_length=100)
+    outcome: Literal["paid", "failed"]
+    amount_fen: StrictInt = Field(gt=0)
+    payment_ref: str = Field(min_length=1, max_length=500)
+    failure: str = Field(default="", max_length=500)
 
 
 def cycle_key_of(instruction_id: str) -> tuple[str, str, str] | None:

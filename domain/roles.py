@@ -80,6 +80,7 @@ PERMISSIONS.update(
         "reject_payroll": _DECIDERS,
         "export_payroll": _DECIDERS,
         "settle_payroll": _DECIDERS | {Role.UPSTREAM_SYSTEM},
+        "settle_payroll_instruction": _DECIDERS | {Role.UPSTREAM_SYSTEM},
     }
 )
 READ_PERMISSIONS.update(
