@@ -218,6 +218,14 @@ class PaymentSettled(CaseAddressed):
     failure: str | None = Field(
         default=None, max_length=500, description="Why it failed", examples=["account closed"]
     )
+    instruction_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="The payroll instruction settled (from `jiuzhu payroll export`): the "
+        "cycle then decides; a second settlement is a finding, never a second payment",
+        examples=["PI-2023-06-rural_dibao-610523-000017"],
+    )
 
 
 class DeathRegistered(UpstreamData):

@@ -24,6 +24,9 @@ app.command("replay")(cli_replay.replay_command)
 app.command("rebuild")(cli_replay.rebuild_command)
 app.command("serve")(cli_serve.serve_command)
 # Each tool registers its own command group here, one line each.
+from jiuzhu.cli_payroll import app as payroll_app  # noqa: E402
+
+app.add_typer(payroll_app, name="payroll")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from projections import (
     funnel,
     headline,
     payments_ledger,
+    payroll_cycles,
     programme_roll,
     stacked_relief,
     time_to_support,
@@ -42,6 +43,7 @@ REPORTS: dict[str, Reporter] = {
     "headline": headline.report,
 }
 REPORTS["deadlines"] = deadlines.report  # the clock's deadlines: open, due soon, escalated
+REPORTS["payroll"] = payroll_cycles.report
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 

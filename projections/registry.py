@@ -5,6 +5,8 @@ from __future__ import annotations
 from projections.base import ReadModel
 from projections.case_status import CaseStatus
 from projections.deadlines import Deadlines
+from projections.payroll_cycles import PayrollCycles
+from projections.payroll_ledger import PayrollLedger
 from projections.rebuild import REPORT_MODELS
 
 __all__ = ["READ_MODELS"]
@@ -15,3 +17,4 @@ READ_MODELS: list[type[ReadModel]] = [
     *REPORT_MODELS,  # funnel, verification tasks, payments, time to support, stacked, roll, KPIs
 ]
 READ_MODELS.append(Deadlines)  # every case's deadlines (the `deadlines` report)
+READ_MODELS += [PayrollLedger, PayrollCycles]  # the payroll's follower, and its cycles report
