@@ -24,6 +24,9 @@ app.command("replay")(cli_replay.replay_command)
 app.command("rebuild")(cli_replay.rebuild_command)
 app.command("serve")(cli_serve.serve_command)
 # Each tool registers its own command group here, one line each.
+from jiuzhu import cli_screen  # noqa: E402
+
+app.add_typer(cli_screen.app, name="screen")
 
 
 def main() -> None:
