@@ -114,9 +114,7 @@ def rules_command(
     console.print(f"[bold]{len(listed)} rules[/] (thresholds from {policy.source})")
     for item in listed:
         values: dict[str, Any] = item["thresholds"]
-        finds = _PARAMETER.sub(
-            lambda m, v=values: str(v.get(m.group(1), m.group(0))), item["finds"]
-        )
+        finds = _PARAMETER.sub(partial(_value, values), item["finds"])
         thresholds = ", ".join(f"{k}={v}" for k, v in values.items())
         console.print(f"\n[bold cyan]{item['rule']}[/]: {item['title']}", highlight=False)
         console.print(f"  finds: {finds}", highlight=False)
