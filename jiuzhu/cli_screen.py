@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from functools import partial
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
