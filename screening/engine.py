@@ -134,7 +134,7 @@ def compare(
     as_of: date,
     *,
     roll_csv: Path | None = None,
-    progress: Callable[[str, FileReport | None], None] | None = None,
+    progress: Callable[[FileReport], None] | None = None,
 ) -> Comparison:
     """Load the batch in `directory` and run the rules on it (PopulationError if unusable)."""
     result = Comparison()
@@ -144,7 +144,7 @@ def compare(
         report = load_source(con, directory, source)
         result.files.append(report)
         if progress is not None:
-            progress("loaded", report)
+            progress(report)
         if source is POPULATION and (report.error or report.accepted == 0):
             raise PopulationError(
                 f"no monitored population to compare against: {report.describe()}"
