@@ -21,6 +21,7 @@ from projections import (
     headline,
     payments_ledger,
     programme_roll,
+    screening,
     stacked_relief,
     time_to_support,
     verification_tasks,
@@ -39,6 +40,7 @@ REPORTS: dict[str, Reporter] = {
     "stacked_relief": stacked_relief.report,
     "programme_roll": programme_roll.report,
     "headline": headline.report,
+    "screening": screening.report,
 }
 _SPARKS = "▁▂▃▄▅▆▇█"
 

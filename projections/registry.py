@@ -5,6 +5,7 @@ from __future__ import annotations
 from projections.base import ReadModel
 from projections.case_status import CaseStatus
 from projections.rebuild import REPORT_MODELS
+from projections.screening import Screening
 
 __all__ = ["READ_MODELS"]
 
@@ -13,3 +14,4 @@ READ_MODELS: list[type[ReadModel]] = [
     CaseStatus,
     *REPORT_MODELS,  # funnel, verification tasks, payments, time to support, stacked, roll, KPIs
 ]
+READ_MODELS.append(Screening)  # data comparison batches and their hits (projections.screening)
