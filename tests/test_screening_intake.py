@@ -24,11 +24,16 @@ from domain.commands import AssignVerification, AttachSignal, OpenCase
 from domain.screening import HIT_SOURCE
 from domain.values import Channel
 from jiuzhu.bootstrap import casework
+from projections.base import read_model_datastore
+from projections.feed import catch_up
+from projections.programme_roll import ProgrammeRoll
 from screening.generate import generate
 from screening.policy import load_policy
 from screening.rules import load_rules
-from screening.run import run_batch
+from screening.run import roll_population, run_batch
 from tests.conftest import DATABASE_URL
+from tests.report_stories import enrol, visit
+from tests.stories import opened
 
 AS_OF = date(2023, 6, 30)
 pytestmark = pytest.mark.postgres
@@ -211,3 +216,34 @@ def test_a_batch_killed_half_way_and_run_again_ends_as_one_clean_run(
         clean.close()
         with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{clean_schema}" CASCADE')
+
+
+def test_the_population_can_come_from_the_programme_roll(
+    app: CaseWork, pg_schema: str, batch: Path
+) -> None:
+    household = next(h for h, rule in _planted(batch) if rule == "vehicle_registered")
+    case_id = opened(app, household=household)
+    visit(app, case_id, "needs_support")
+    enrol(app, case_id, "rural_dibao", 60000)
+    roll = ProgrammeRoll(read_model_datastore(DATABASE_URL, schema=pg_schema))
+    try:
+        roll.create_table()
+        catch_up(roll, app)
+    finally:
+        roll.datastore.close()
+
+    def from_roll(out: Path) -> Path:
+        with psycopg.connect(DATABASE_URL) as conn:
+            return roll_population(conn, pg_schema, out)
+
+    run = run_batch(
+        app, "2023-B6", batch, as_of=AS_OF, policy=load_policy(), rules=load_rules(),
+        actor=HIT_SOURCE, roll=from_roll,
+    )  # fmt: skip
+    assert run.comparison.households == 1
+    assert run.comparison.hits["vehicle_registered"] == 1
+    assert sum(run.comparison.hits.values()) == 1
+    assert run.handed == {"applied": 1}
+    review = app.history(case_id)[-1]
+    assert review.reason.startswith("eligibility review: data comparison 2023-B6")
+    assert app.get_case(case_id).active_programmes == ["rural_dibao"]  # a review, not an exit
