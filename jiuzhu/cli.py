@@ -27,6 +27,9 @@ app.command("serve")(cli_serve.serve_command)
 from jiuzhu.cli_payroll import app as payroll_app  # noqa: E402
 
 app.add_typer(payroll_app, name="payroll")
+from jiuzhu import cli_screen  # noqa: E402
+
+app.add_typer(cli_screen.app, name="screen")
 
 
 def main() -> None:

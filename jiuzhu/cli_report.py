@@ -23,6 +23,7 @@ from projections import (
     payments_ledger,
     payroll_cycles,
     programme_roll,
+    screening,
     stacked_relief,
     time_to_support,
     verification_tasks,
@@ -41,6 +42,7 @@ REPORTS: dict[str, Reporter] = {
     "stacked_relief": stacked_relief.report,
     "programme_roll": programme_roll.report,
     "headline": headline.report,
+    "screening": screening.report,
 }
 REPORTS["deadlines"] = deadlines.report  # the clock's deadlines: open, due soon, escalated
 REPORTS["payroll"] = payroll_cycles.report

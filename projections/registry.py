@@ -8,6 +8,7 @@ from projections.deadlines import Deadlines
 from projections.payroll_cycles import PayrollCycles
 from projections.payroll_ledger import PayrollLedger
 from projections.rebuild import REPORT_MODELS
+from projections.screening import Screening
 
 __all__ = ["READ_MODELS"]
 
@@ -18,3 +19,4 @@ READ_MODELS: list[type[ReadModel]] = [
 ]
 READ_MODELS.append(Deadlines)  # every case's deadlines (the `deadlines` report)
 READ_MODELS += [PayrollLedger, PayrollCycles]  # the payroll's follower, and its cycles report
+READ_MODELS.append(Screening)  # data comparison batches and their hits (projections.screening)
