@@ -136,5 +136,3 @@ async def export(
         media_type="application/x-ndjson",
         headers={"X-Export-Digest": f"sha256={digest}", "X-Export-Events": str(count)},
     )
-
-

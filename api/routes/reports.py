@@ -36,9 +36,7 @@ from projections.verification_tasks import task_list
 __all__ = ["router"]
 
 router = APIRouter(tags=["reports"])
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: PROBLEMS[code] for code in (401, 403, 422, 503)
-}
+_PROBLEMS: dict[int | str, dict[str, Any]] = {code: PROBLEMS[code] for code in (401, 403, 422, 503)}
 ReportName = StrEnum("ReportName", {name: name for name in REPORTS})  # type: ignore[misc]
 Month = Annotated[str | None, Query(max_length=7, description="A business month, 2023-06")]
 
