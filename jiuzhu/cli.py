@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from jiuzhu import cli_audit, cli_case, cli_demo, cli_privacy, cli_replay, cli_report, cli_serve
+from jiuzhu.cli_api import token as api_token
 
 __all__ = ["app", "main"]
 
@@ -30,6 +31,7 @@ app.add_typer(payroll_app, name="payroll")
 from jiuzhu import cli_screen  # noqa: E402
 
 app.add_typer(cli_screen.app, name="screen")
+app.command("token")(api_token)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.server import start_api
 from consumers.brokers import make_broker
 from consumers.lease import UNLEASED_ROLES, Lease, LeaseState, run_leased
 from consumers.projector import Feed, Projector, stored_states, subscribe_projector
@@ -39,7 +40,7 @@ __all__ = ["COMPONENTS", "ServeSettings", "Service", "serve"]
 
 log = structlog.get_logger("jiuzhu.serve")
 
-COMPONENTS = ("intake", "relay", "projector", "clock")
+COMPONENTS = ("intake", "relay", "projector", "clock", "api")
 
 
 class ServeSettings(BaseSettings):
@@ -210,6 +211,8 @@ class Service:
             )
         if "clock" in self.components:
             self.running.append(await start_clock(self, app))
+        if "api" in self.components:  # the HTTP API and workbench (api.server)
+            self.running.append(await start_api(stack, app, settings, self.stopping, self.health))
 
     async def _start_projector(self, app: CaseWork) -> None:
         stack, destination = self._stack, self.destination
