@@ -13,3 +13,8 @@ READ_MODELS: list[type[ReadModel]] = [
     CaseStatus,
     *REPORT_MODELS,  # funnel, verification tasks, payments, time to support, stacked, roll, KPIs
 ]
+
+# The workbench's inbox and approver's queue (api/web): what waits on each open case.
+from projections.worklist import Worklist  # noqa: E402
+
+READ_MODELS.append(Worklist)
