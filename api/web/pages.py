@@ -18,6 +18,7 @@ from urllib.parse import quote
 from uuid import UUID
 
 import psycopg
+from eventsourcing.persistence import ProgrammingError
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -134,7 +135,11 @@ def _read(request: Request, reader: Any) -> ReadResult:
     try:
         with datastore.transaction(commit=False) as curs:
             return ReadResult(reader(curs, datastore.schema or "public"))
-    except psycopg.errors.UndefinedTable:
+    except (psycopg.errors.UndefinedTable, ProgrammingError) as error:
+        # eventsourcing wraps psycopg's error; only a missing table means "not built yet".
+        cause = error if isinstance(error, psycopg.Error) else error.__cause__
+        if not isinstance(cause, psycopg.errors.UndefinedTable):
+            raise
         return ReadResult(missing=True)
 
 
