@@ -99,7 +99,7 @@ def test_a_refused_step_shows_the_rules_words_and_appends_nothing(
         assert bad.status_code == 422
         assert "amount_fen" in bad.text
         analyst_only = client.post(f"/web/cases/{case_id}/steps/close_case", data={"reason": "x"})
-        assert analyst_only.status_code == 409
+        assert analyst_only.status_code == 403
         assert "may not close case" in analyst_only.text
     assert len(app.history(case_id)) == before
 
@@ -207,3 +207,35 @@ def test_static_vendor_files_are_served(app: CaseWork, tmp_path: Path) -> None:
     with workbench(app, tmp_path) as client:
         assert client.get("/static/vendor/htmx.min.js").status_code == 200
         assert b"echarts" in client.get("/static/vendor/echarts.min.js").content[:2000]
+
+
+def test_a_double_submit_takes_effect_once_and_a_stale_form_is_refused(
+    app: CaseWork, tmp_path: Path
+) -> None:
+    case_id = opened(app)
+    version = app.get_case(case_id).version
+    form = {"signal": "电费骤增", "reason": "村委会反映", "idempotency_key": "k1",
+            "if_match": str(version)}  # fmt: skip
+    with workbench(app, tmp_path) as client:
+        signed_in(client, "wang.fang")
+        for _ in range(2):
+            response = client.post(f"/web/cases/{case_id}/steps/attach_signal", data=form)
+            assert response.status_code == 303
+        assert app.get_case(case_id).signals.count("电费骤增") == 1
+        stale = client.post(
+            f"/web/cases/{case_id}/steps/attach_signal",
+            data={**form, "idempotency_key": "k2", "signal": "另一信号"},
+        )
+        assert stale.status_code == 412
+        assert f"not {version} (If-Match)" in stale.text
+
+
+def test_search_by_id_card_goes_through_the_blind_index(app: CaseWork, tmp_path: Path) -> None:
+    case_id = opened(app, household="HH-IDCARD")
+    with workbench(app, tmp_path) as client:
+        signed_in(client, "wang.fang")
+        page = client.get("/web/search", params={"q": "610523198001011234"}).text
+        assert f"/web/cases/{case_id}" in page
+        signed_in(client, "liu.yang")
+        refused = client.get("/web/search", params={"q": "610523198001011234"})
+        assert refused.status_code == 403

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 from eventsourcing.persistence import ProgrammingError
@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from api.auth import TokenError, TokenVerifier
+from api.problems import ProblemError
 from api.web import oidc, queries
 from api.web.i18n import LANGUAGES, translator
 from api.web.session import (
@@ -37,9 +38,14 @@ from api.web.session import (
 )
 from api.web.settings import OidcSettings
 from api.web.staff import DEMO_STAFF, staff_member
-from api.web.steps import command_input, steps_open
+from api.web.steps import run_step, steps_open
 from domain.case import Case
-from domain.errors import CaseNotFoundError, CaseWorkError
+from domain.errors import (
+    CaseNotFoundError,
+    CaseWorkError,
+    InvalidCommandError,
+    PermissionDeniedError,
+)
 from domain.roles import Role, may_read
 from jiuzhu.audit.casework import AuditedCaseWork
 from jiuzhu.audit.checkpoints import list_checkpoints
@@ -252,22 +258,22 @@ def search_page(request: Request, q: str = "") -> Response:
         try:
             found = [("", [casework.get_case(UUID(q))])]
         except (ValueError, CaseNotFoundError):
-            households = _households_of(request, q) if _ID_CARD.match(q) else [q]
+            try:
+                households = _households_of(casework, viewer, q) if _ID_CARD.match(q) else [q]
+            except PermissionDeniedError as error:
+                households, note = [], str(error)
             for household in households:
                 cases = [casework.get_case(c) for c in casework.household_chain(household)]
                 if cases:
                     found.append((household, cases))
-            if _ID_CARD.match(q) and households is None:
-                note = "id-card search needs the API's blind index"
     return _render(request, "search.html", viewer, q=q, found=found, note=note)
 
 
-def _households_of(request: Request, id_card: str) -> list[str]:
-    """Households with a member of this id-card number (the API's keyed blind index)."""
-    search = getattr(request.app.state, "find_households_by_id_card", None)
-    if search is None:
-        return []
-    return list(search(id_card))
+def _households_of(casework: AuditedCaseWork, viewer: Viewer, id_card: str) -> list[str]:
+    """Households with a member of this id-card number (the keyed blind index, as the API)."""
+    # Searching by a person's number is reading personal data: analysts may not.
+    casework.authorise_read(viewer.actor, viewer.role, "read_personal_data")
+    return list(casework.blind_index.households(id_card))
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
@@ -303,7 +309,7 @@ def _case(
     return _render(
         request, "case.html", viewer, status, case=case, timeline=timeline, steps=steps,
         personal=personal, refused=refused, refused_step=refused_step, done=done,
-        form=form or {}, today=today_in_china().isoformat(),
+        form=form or {}, today=today_in_china().isoformat(), form_key=uuid4().hex,
     )  # fmt: skip
 
 
@@ -326,17 +332,21 @@ def _step(
     except ValueError:
         return _render(request, "error.html", viewer, 404, title="Not found",
                        message=f"case {case_id} not found")  # fmt: skip
-    method = getattr(casework, command, None)
-    if command not in _STEP_COMMANDS or method is None:
+    if command not in _STEP_COMMANDS:
         return _render(request, "error.html", viewer, 404, title="Not found",
                        message=f"no step {command!r}")  # fmt: skip
     try:
-        given = command_input(command, case_uuid, form, actor=viewer.actor,
-                              role=viewer.principal.role, today=today_in_china())  # fmt: skip
-        method(given)
-    except CaseWorkError as error:
-        return _case(request, viewer, case_id, status=422 if "invalid" in str(error)[:8] else 409,
-                     refused=str(error), refused_step=command, form=form)  # fmt: skip
+        run_step(casework, viewer.principal, command, case_uuid, form)
+    except InvalidCommandError as error:
+        return _case(request, viewer, case_id, status=422, refused=str(error),
+                     refused_step=command, form=form)  # fmt: skip
+    except (CaseWorkError, ProblemError) as error:
+        status = error.status if isinstance(error, ProblemError) else 409
+        words = error.detail if isinstance(error, ProblemError) else str(error)
+        if isinstance(error, PermissionDeniedError):
+            status = 403
+        return _case(request, viewer, case_id, status=status, refused=words,
+                     refused_step=command, form=form)  # fmt: skip
     return RedirectResponse(f"/web/cases/{case_id}?done={quote(command)}", status_code=303)
 
 

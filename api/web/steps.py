@@ -9,6 +9,8 @@ validate, and runs through CaseWork: a refusal comes back with the rule's own wo
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -17,15 +19,19 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
+from api import commands
+from api.auth import Principal
+from domain.application import CaseWork
 from domain.case import Case
+from domain.commands import COMMANDS
 from domain.errors import CaseWorkError, InvalidCommandError
 from domain.policy import Policy
 from domain.provenance import Provenance
 from domain.roles import Role, may
 from domain.values import ONE_OFF, PaymentBasis, Programme, Verdict, month_of
-from projections.regions import CHINA_TIME
+from projections.regions import CHINA_TIME, today_in_china
 
-__all__ = ["FormField", "StepForm", "command_input", "steps_open"]
+__all__ = ["FormField", "StepForm", "command_input", "run_step", "steps_open"]
 
 
 @dataclass(frozen=True)
@@ -247,7 +253,7 @@ def command_input(
 ) -> dict[str, Any]:
     """A submitted form as the command's input (validated by CaseWork like any other)."""
     given: dict[str, Any] = {"case_id": str(case_id)}
-    skip = {"reason", "occurred_on"}
+    skip = {"reason", "occurred_on", "idempotency_key", "if_match"}
     for name, value in form.items():
         if name in skip:
             continue
@@ -285,3 +291,29 @@ def _occurred(text: str, today: date) -> str:
     if day == today:
         return datetime.now(CHINA_TIME).isoformat()
     return datetime.combine(day, time(12), tzinfo=CHINA_TIME).isoformat()
+
+
+def run_step(
+    casework: CaseWork, principal: Principal, command: str, case_id: UUID, form: Mapping[str, str]
+) -> dict[str, Any]:
+    """Run a submitted step exactly as the API runs a command (api.commands).
+
+    The form's idempotency key (one per rendered form) makes a double submit take effect
+    once; its case version is the If-Match: a case that moved on since the page was drawn
+    refuses the step (412) instead of applying it to a state the person did not see.
+    """
+    kind = COMMANDS[command]
+    given = command_input(command, case_id, form, actor=principal.actor, role=principal.role,
+                          today=today_in_china())  # fmt: skip
+    key = form.get("idempotency_key", "").strip()[:200]
+    request_key = f"{principal.actor}\n{key}" if key else None
+    fingerprint = hashlib.sha256(
+        json.dumps([command, str(case_id), dict(form)], sort_keys=True,
+                   ensure_ascii=False).encode()
+    ).hexdigest()  # fmt: skip
+    version = form.get("if_match", "").strip()
+    request = commands._Request(
+        kind=kind, given=given, principal=principal, request_key=request_key,
+        fingerprint=fingerprint, if_match=int(version) if version.isdigit() else None,
+    )  # fmt: skip
+    return commands._run(casework, request)
