@@ -384,8 +384,10 @@ def dashboard_page(request: Request, region: str = "") -> Response:
     found = _read(request, lambda c, s: queries.dashboard(c, s, code, today))
     charts = _charts(found.data, translator(viewer.lang)) if found.data is not None else {}
     up = None if code is None else ("" if len(code) == 2 else code[:-2])
+    # The chart data sits in a <script> element: no "</" may close it early.
+    data = json.dumps(charts, ensure_ascii=False).replace("</", "<\\/")
     return _render(request, "dashboard.html", viewer, board=found.data, missing=found.missing,
-                   region=code, up=up, charts=json.dumps(charts, ensure_ascii=False))  # fmt: skip
+                   region=code, up=up, charts=data)  # fmt: skip
 
 
 def _charts(board: queries.Dashboard, t: Any) -> dict[str, Any]:
