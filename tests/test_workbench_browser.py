@@ -106,9 +106,8 @@ def test_caseworker_and_approver_take_a_household_to_enrolment(
         # The projector moves the read models on; the dashboard shows the new figures.
         feed_read_models(app, pg_schema)
         page.click("nav a[data-page='dashboard']")
-        page.click("a.drill:has-text('61')")
-        page.click("a.drill:has-text('6105')")
-        page.click("a.drill:has-text('610523')")
+        for region in ("61", "6105", "610523"):  # province, city, county
+            page.click(f"a.drill[data-region='{region}']")
         page.wait_for_url("**region=610523")
         assert page.locator("[data-total='enrolled']").inner_text() == "1"
         assert page.locator("[data-total='verified']").inner_text() == "1"

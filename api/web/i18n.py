@@ -215,6 +215,14 @@ ZH: dict[str, str] = {
     "hotline": "热线",
     "field_team": "走访排查",
     "referral": "转介",
+    # events, as the timeline names them
+    "Discovered": "发现", "SignalAttached": "追加风险信号", "VerificationAssigned": "派发核查",
+    "ConsentGiven": "授权同意", "ConsentWithdrawn": "撤回授权", "Verified": "入户核查",
+    "Assessed": "研判", "NoticePublished": "发布公示", "ObjectionRaised": "公示异议",
+    "Enrolled": "审批纳入", "Paid": "发放", "PaymentFailed": "发放失败",
+    "EmergencyReliefGranted": "先行救助", "EmergencyReliefRegularised": "先行救助补办",
+    "ServiceDelivered": "服务", "Referred": "转介", "ReferralAnswered": "转介回复",
+    "Reviewed": "复核", "BenefitAdjusted": "待遇调整", "Exited": "退出项目",
 }
 
 

@@ -11,7 +11,7 @@ import io
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,6 +27,7 @@ from api.auth import TokenError, TokenVerifier
 from api.problems import ProblemError
 from api.web import oidc, queries
 from api.web.i18n import LANGUAGES, translator
+from api.web.regions import region_namer
 from api.web.session import (
     LANG_COOKIE,
     SESSION_COOKIE,
@@ -90,6 +91,7 @@ def _render(
     )
     page = templates.get_template(name).render(
         t=translator(lang),
+        place=region_namer(lang),
         lang=lang,
         languages=LANGUAGES,
         viewer=viewer,
@@ -310,6 +312,8 @@ def _case(
         request, "case.html", viewer, status, case=case, timeline=timeline, steps=steps,
         personal=personal, refused=refused, refused_step=refused_step, done=done,
         form=form or {}, today=today_in_china().isoformat(), form_key=uuid4().hex,
+        notice_ends=(case.notice_starts_on + timedelta(days=case.notice_days)
+                     if case.notice_starts_on is not None else None),
     )  # fmt: skip
 
 
@@ -395,10 +399,12 @@ def _charts(board: queries.Dashboard, t: Any) -> dict[str, Any]:
     months = sorted({row["month"] for row in board.payments})
     programmes = sorted({row["programme"] for row in board.payments})
     amount = {(r["month"], r["programme"]): int(r["amount_fen"]) / 100 for r in board.payments}
+    # The chart shows the main path; the table beside it has every stage.
+    path = [(s, n) for s, n in board.funnel_totals if s not in ("risk_eliminated", "not_eligible")]
     return {
         "funnel": {
-            "labels": [t(stage) for stage, _ in board.funnel_totals],
-            "values": [count for _, count in board.funnel_totals],
+            "labels": [t(stage) for stage, _ in path],
+            "values": [count for _, count in path],
         },
         "payments": {
             "months": months,
@@ -408,6 +414,7 @@ def _charts(board: queries.Dashboard, t: Any) -> dict[str, Any]:
             ],
         },
         "overdue": {
+            "labels": [t("overdue"), t("open")],
             "regions": [row["region"] for row in board.overdue],
             "overdue": [row["overdue"] for row in board.overdue],
             "open": [row["open"] for row in board.overdue],

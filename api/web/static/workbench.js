@@ -39,8 +39,10 @@
       xAxis: { type: "category", data: data.overdue.regions },
       yAxis: { type: "value" },
       series: [
-        { name: "overdue", type: "bar", data: data.overdue.overdue, itemStyle: { color: "#d4351c" } },
-        { name: "open", type: "bar", data: data.overdue.open, itemStyle: { color: "#1d70b8" } }
+        { name: data.overdue.labels[0], type: "bar", data: data.overdue.overdue,
+          itemStyle: { color: "#d4351c" } },
+        { name: data.overdue.labels[1], type: "bar", data: data.overdue.open,
+          itemStyle: { color: "#1d70b8" } }
       ]
     }, function (params) {
       here.searchParams.set("region", params.name);
