@@ -48,6 +48,7 @@ _RECORDED = {
     "give_consent": "记录授权同意",
     "verify": "录入核查结果",
     "enrol": "审批纳入",
+    "refer": "转介社会组织",
 }
 
 
@@ -87,6 +88,15 @@ def test_caseworker_and_approver_take_a_household_to_enrolment(
         _step(page, "verify", {"verdict": "needs_support", "monthly_income_fen": "1500"},
               "入户核查属实")  # fmt: skip
         assert page.locator("#verdict").inner_text() == "需要救助"
+        # A refused step shows the rule's words (htmx swaps the 409 page in as well).
+        _step(page, "refer", {"organisation": "红十字会", "need": "大病救助"}, "转介")
+        form = page.locator("#step-answer_referral")
+        form.locator("summary").click()
+        form.locator("[name=amount_fen]").fill("500")
+        form.locator("[name=reason]").fill("红十字会回复")
+        form.locator("button[type=submit]").click()
+        refusal = page.locator("#refused .rule-words").inner_text()
+        assert "positive amount only when accepted" in refusal
         # A caseworker may not enrol: the form is not even offered.
         assert page.locator("#step-enrol").count() == 0
 
@@ -100,8 +110,8 @@ def test_caseworker_and_approver_take_a_household_to_enrolment(
               "研判小组决定给予临时救助")  # fmt: skip
         assert "临时救助" in page.locator("#enrolments").inner_text()
         timeline = page.locator("#timeline tbody tr")
-        assert timeline.count() == 5
-        assert "zhao.min" in timeline.nth(4).inner_text()
+        assert timeline.count() == 6
+        assert "zhao.min" in timeline.nth(5).inner_text()
 
         # The projector moves the read models on; the dashboard shows the new figures.
         feed_read_models(app, pg_schema)
