@@ -9,6 +9,7 @@ from projections.payroll_cycles import PayrollCycles
 from projections.payroll_ledger import PayrollLedger
 from projections.rebuild import REPORT_MODELS
 from projections.screening import Screening
+from projections.worklist import Worklist
 
 __all__ = ["READ_MODELS"]
 
@@ -20,3 +21,4 @@ READ_MODELS: list[type[ReadModel]] = [
 READ_MODELS.append(Deadlines)  # every case's deadlines (the `deadlines` report)
 READ_MODELS += [PayrollLedger, PayrollCycles]  # the payroll's follower, and its cycles report
 READ_MODELS.append(Screening)  # data comparison batches and their hits (projections.screening)
+READ_MODELS.append(Worklist)  # the workbench's inbox and approver's queue (api/web)
