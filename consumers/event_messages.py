@@ -21,10 +21,12 @@ from eventsourcing.persistence import Notification
 from projections.decoding import LogRow
 
 __all__ = [
+    "CLAIM_CHECK",
     "EVENTS_PREFIX",
     "STORE_ID",
     "EventMessage",
     "UndecodableEventError",
+    "claim_checked",
     "encode",
     "event_id",
     "log_row",
@@ -45,6 +47,16 @@ CAUSATION_ID = "causation-id"
 NATS_MSG_ID = "Nats-Msg-Id"
 # The event store that recorded the event (consumers.store_identity); absent before 2026-12.
 STORE_ID = "store-id"
+# An event too big for a broker message travels without its body: the consumer reads the
+# state from the event store at the notification id (a claim check; PostgreSQL has it).
+CLAIM_CHECK = "claim-check"
+
+
+def claim_checked(message: EventMessage) -> EventMessage:
+    """The message without its body, marked to be read back from the event store."""
+    headers = {**message.headers, CLAIM_CHECK: f"notification:{message.notification_id}"}
+    return EventMessage(message.subject, b"", headers, message.notification_id, message.case_id)
+
 
 _WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 

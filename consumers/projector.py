@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
-import psycopg
 import structlog
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Mapper
 from eventsourcing.postgres import PostgresDatastore
@@ -42,11 +41,17 @@ from opentelemetry.trace import Span
 
 from consumers import tracing
 from consumers.brokers import AnyBroker
-from consumers.event_messages import NOTIFICATION_ID, STORE_ID, UndecodableEventError, log_row
+from consumers.event_messages import (
+    CLAIM_CHECK,
+    NOTIFICATION_ID,
+    STORE_ID,
+    UndecodableEventError,
+    log_row,
+)
 from consumers.nats_pull import ConsumerGoneError, Puller
 from consumers.rabbit_order import DeliveryRuns
 from consumers.streams import EventsDestination
-from projections.base import LogBatch, Positioned, ReadModel, read_model_transaction
+from projections.base import LogBatch, Positioned, ReadModel, apply_together
 from projections.decoding import EventDecoder, LogRow
 
 __all__ = [
@@ -58,6 +63,7 @@ __all__ = [
     "ProjectorStats",
     "StoppingError",
     "log_source",
+    "stored_states",
     "subscribe_projector",
 ]
 
@@ -128,6 +134,8 @@ class ProjectorStats:
     recovered: int = 0  # read from the log: the broker did not deliver them
     position: int = 0
     failing: bool = False
+    faults: int = 0
+    parked: int = 0  # events a read model could not fold, parked with a finding
     halted: str | None = None
     heartbeat: float = field(default_factory=time.monotonic)
 
@@ -142,6 +150,7 @@ class Projector:
         *,
         application_name: str,
         deadletter: DeadLetterer,
+        claims: Callable[[Sequence[int]], dict[int, bytes]] | None = None,
         store: str | None = None,
         log_source: LogSource | None = None,
     ) -> None:
@@ -157,6 +166,8 @@ class Projector:
         self.decoder = EventDecoder(mapper, [type(model) for model in self.read_models])
         self.application_name = application_name
         self.deadletter = deadletter
+        # The stored state of claim-checked events (too big for the broker), by notification id.
+        self.claims = claims
         self.stats = ProjectorStats()
         self.stopping = asyncio.Event()
         self._busy = asyncio.Lock()
@@ -211,6 +222,7 @@ class Projector:
             self.stats.heartbeat = time.monotonic()
 
     async def _apply_rows(self, rows: dict[int, tuple[LogRow, Incoming]]) -> None:
+        await self._redeem(rows)
         # Brokers deliver in order; sorting guards the skip-by-position within a batch.
         events = await self._decode([rows[position] for position in sorted(rows)])
         try:
@@ -272,6 +284,19 @@ class Projector:
                 break
         return later
 
+    async def _redeem(self, rows: dict[int, tuple[LogRow, Incoming]]) -> None:
+        """Read the state of claim-checked events back from the event store."""
+        checked = [p for p, (_, (headers, _)) in rows.items() if CLAIM_CHECK in headers]
+        if not checked:
+            return
+        states = await asyncio.to_thread(self.claims, checked) if self.claims else {}
+        for position in checked:
+            row, (headers, body) = rows.pop(position)
+            if position in states:
+                rows[position] = ((*row[:4], states[position]), (headers, body))
+            else:
+                await self._dead_letter(headers, body, f"claim check {position}: not in the store")
+
     async def _decode(self, rows: list[tuple[LogRow, Incoming]]) -> LogBatch:
         """The batch's events as a rebuild decodes them; a message that fails is dead-lettered."""
         if not rows:
@@ -314,6 +339,7 @@ class Projector:
     async def _apply(self, events: list[Positioned]) -> None:
         conflicts = 0
         while True:
+            parked = sum(model.parked for model in self.read_models)
             try:
                 applied = await asyncio.to_thread(self._apply_together, events)
             except IntegrityError:
@@ -326,10 +352,14 @@ class Projector:
                     raise
                 log.warning("read models moved on meanwhile, applying again", tries=conflicts)
                 continue
-            except (psycopg.OperationalError, psycopg.errors.InterfaceError, OSError) as error:
-                # A transient fault: the batch's transaction rolled back whole.
+            except Exception as error:
+                # The database is down (eventsourcing's OperationalError wrapping psycopg's,
+                # or psycopg's own), or failing in a way no single event explains (those
+                # are parked by apply_together): the transaction rolled back whole; wait,
+                # and try again, degraded meanwhile, never halted.
                 self.stats.failing = True
-                log.warning("read models cannot commit, retrying", error=str(error))
+                self.stats.faults += 1
+                log.warning("read models cannot commit, retrying", error=repr(error))
                 try:
                     await asyncio.wait_for(self.stopping.wait(), RETRY_SECONDS)
                 except TimeoutError:
@@ -338,6 +368,13 @@ class Projector:
             self.stats.failing = False
             self.stats.applied += applied
             self.stats.position = events[-1][1]
+            if (now_parked := sum(model.parked for model in self.read_models)) > parked:
+                self.stats.parked += now_parked - parked
+                log.error(
+                    "events parked: a read model could not fold them (see parked_events)",
+                    parked=now_parked - parked,
+                    up_to=events[-1][1],
+                )
             return
 
     def _apply_together(self, events: list[Positioned]) -> int:
@@ -346,10 +383,8 @@ class Projector:
         (at 40 events a batch, 40% less CPU here than a thread and transaction each)."""
         applied = 0
         for datastore, models in self._by_datastore.items():
-            with read_model_transaction(datastore, models) as curs:
-                for model in models:
-                    done = model.apply_in(curs, events, application_name=self.application_name)
-                    applied = max(applied, done)
+            done = apply_together(datastore, models, events, application_name=self.application_name)
+            applied = max(applied, done)
         return applied
 
 
@@ -369,12 +404,23 @@ def _projector_spans(rows: Mapping[int, tuple[LogRow, Incoming]]) -> list[Span]:
     return spans
 
 
+def stored_states(app: Any, notification_ids: Sequence[int]) -> dict[int, bytes]:
+    """The stored state of events by notification id, read from an application's log."""
+    states = {}
+    for notification_id in notification_ids:
+        for notification in app.recorder.select_notifications(start=notification_id, limit=1):
+            if notification.id == notification_id:
+                states[notification_id] = notification.state
+    return states
+
+
 class Feed:
     """How batches reach the projector on one broker: a subscriber and its acks."""
 
     def __init__(self, projector: Projector, subscriber: Any) -> None:
         self.projector = projector
         self.subscriber = subscriber
+        self.failing = False  # waiting for the broker (NATS: its last turn failed)
 
     async def recover(self) -> None:
         """Before the broker starts: take back what a killed predecessor left unacknowledged."""
@@ -397,11 +443,12 @@ async def _settle(projector: Projector, batch: Sequence[Incoming]) -> bool:
         await projector.project(batch)
     except StoppingError:
         return False
-    except Exception as error:
-        # Taking later batches would apply events past this one, and its redelivery would
-        # then be skipped as already applied: halt instead, unhealthy, until restarted.
-        log.exception("batch failed; projector halts", size=len(batch))
-        projector.halt(f"{type(error).__name__}: {error}")
+    except Exception:
+        # Events a read model cannot fold are parked, database faults retried inside: what
+        # is left (a dead letter the broker would not take...) leaves the batch unacked,
+        # to be taken again in order after a pause. Never a halt: the feed resumes.
+        log.exception("batch failed; taken again after a pause", size=len(batch))
+        projector.stats.failing = True
         return False
     return True
 
@@ -440,6 +487,7 @@ class NatsFeed(Feed):
         self.task: asyncio.Task[None] | None = None
         self.applying: asyncio.Task[bool] | None = None
         self.failing = False  # the last turn failed (broker unreachable, consumer gone)
+        self.rewind_to: int | None = None  # first sequence of a batch that failed
 
     def _js(self) -> Any:
         return self.broker.config.connection_state.stream
@@ -589,11 +637,23 @@ class NatsFeed(Feed):
         self.applying = asyncio.create_task(self._apply(batch))
 
     async def _applied(self) -> bool:
-        """Wait for the batch being applied; whether it committed and was acked."""
-        return self.applying is None or await self.applying
+        """Wait for the batch being applied; whether it committed and was acked.
+
+        A batch that failed (not for stopping) raises ConsumerGoneError: the fault path
+        restarts the consumer at that batch's first message, after a pause.
+        """
+        if self.applying is None:
+            return True
+        applied = await self.applying
+        if not applied and self.rewind_to is not None and not self.projector.stopping.is_set():
+            self.applying, self.expected, self.rewind_to = None, self.rewind_to, None
+            raise ConsumerGoneError(f"batch from stream sequence {self.expected} failed")
+        return applied
 
     async def _apply(self, batch: list[Msg]) -> bool:
         if not await _settle(self.projector, [(m.headers or {}, m.data) for m in batch]):
+            if not self.projector.stopping.is_set():
+                self.rewind_to = batch[0].metadata.sequence.stream
             return False  # left unacked: redelivered from the ack floor after a restart
         try:
             await batch[-1].ack()  # AckPolicy.ALL: acks the whole batch

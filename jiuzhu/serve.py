@@ -20,10 +20,11 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.server import start_api
 from consumers import tracing
 from consumers.brokers import AnyBroker, make_broker
 from consumers.lease import UNLEASED_ROLES, Lease, LeaseState, run_leased
-from consumers.projector import Feed, Projector, log_source, subscribe_projector
+from consumers.projector import Feed, Projector, log_source, stored_states, subscribe_projector
 from consumers.relay import Relay
 from consumers.store_identity import store_identity
 from consumers.streams import BrokerDeadLetterer, EventsDestination, declare_events, make_publisher
@@ -35,6 +36,7 @@ from jiuzhu.logging import quiet_access_log
 from jiuzhu.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from jiuzhu.metrics import ProcessMetrics
 from jiuzhu.settings import Settings
+from processes.clock import start_clock
 from projections.base import read_model_datastore
 from projections.registry import READ_MODELS
 
@@ -42,7 +44,7 @@ __all__ = ["COMPONENTS", "ServeSettings", "Service", "serve"]
 
 log = structlog.get_logger("jiuzhu.serve")
 
-COMPONENTS = ("intake", "relay", "projector")
+COMPONENTS = ("intake", "relay", "projector", "clock", "api")
 
 
 class ServeSettings(BaseSettings):
@@ -113,21 +115,39 @@ class Health:
 
     checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     figures: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    # Whether a component is waiting out an outage (alive, resuming on its own).
+    degraded: dict[str, Callable[[], bool]] = field(default_factory=dict)
     lease: LeaseState | None = None  # None: no lease (every instance works)
     metrics: Callable[[], bytes] | None = None  # /metrics, Prometheus's text format
 
     def report(self) -> tuple[bool, dict[str, Any]]:
-        """Whether all are healthy, and the body to answer with."""
+        """Whether all are healthy, and the body to answer with.
+
+        status: "ok"; "degraded" while a component waits for its broker or database
+        (it resumes by itself); "down" when one is not working and not waiting.
+        """
         components = {
             name: {"healthy": check(), **self.figures.get(name, dict)()}
             for name, check in self.checks.items()
         }
+        for name, component in components.items():
+            waiting = self.degraded.get(name)
+            component["status"] = (
+                "ok" if component["healthy"] else "degraded" if waiting and waiting() else "down"
+            )
         if self.lease is not None and self.lease.state == "standby":
             # A hot standby is healthy: it is doing its job, waiting to take over.
-            return True, {"healthy": True, "state": self.lease.state, "components": {}}
+            return True, {"healthy": True, "status": "ok", "state": "standby", "components": {}}
         healthy = bool(components) and all(c["healthy"] for c in components.values())
+        statuses = {c["status"] for c in components.values()}
+        status = "ok" if healthy else "down" if "down" in statuses or not statuses else "degraded"
         state = self.lease.state if self.lease is not None else "active"
-        return healthy, {"healthy": healthy, "state": state, "components": components}
+        return healthy, {
+            "healthy": healthy,
+            "status": status,
+            "state": state,
+            "components": components,
+        }
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A minimal HTTP/1.0 answer: 200 when healthy, 503 otherwise, JSON body."""
@@ -224,6 +244,10 @@ class Service:
                     self._observe,
                 )
             )
+        if "clock" in self.components:
+            self.running.append(await start_clock(self, app))
+        if "api" in self.components:  # the HTTP API and workbench (api.server)
+            self.running.append(await start_api(stack, app, settings, self.stopping, self.health))
 
     async def _start_projector(self, app: CaseWork) -> None:
         stack, destination = self._stack, self.destination
@@ -242,6 +266,7 @@ class Service:
             models,
             application_name=app.name,
             deadletter=BrokerDeadLetterer(broker, destination),
+            claims=lambda ids: stored_states(app, ids),
             store=await asyncio.to_thread(store_identity, app.recorder.datastore),  # type: ignore[attr-defined]
             log_source=log_source(app.recorder),
         )
@@ -261,6 +286,7 @@ class Service:
         stack.push_async_callback(projector.drain)  # runs first: the batch in hand finishes
         self.health.checks["projector"] = _projector_check(projector, feed)
         self.health.figures["projector"] = _projector_figures(projector)
+        self.health.degraded["projector"] = lambda: projector.stats.failing or feed.failing
         # Ends when the projector halts (a failed batch) or the service stops.
         self.running.append(asyncio.create_task(_first_set(projector.stopping, self.stopping)))
 
@@ -291,6 +317,7 @@ class Service:
             )
         self.health.checks["relay"] = relay.healthy
         self.health.figures["relay"] = _relay_figures(relay)
+        self.health.degraded["relay"] = relay.degraded
 
     def _observe(self, broker: AnyBroker) -> None:
         if self.metrics is not None:
@@ -350,12 +377,17 @@ async def serve(
         )
         async with service:
             # Served once every component started: a half-started process is not healthy.
-            health.checks, health.figures = service.health.checks, service.health.figures
+            served = service.health
+            health.checks, health.figures, health.degraded = (
+                served.checks,
+                served.figures,
+                served.degraded,
+            )
             log.info("serving", components=sorted(components), stream=service.destination.stream)
             try:
                 return await service.wait()
             finally:
-                health.checks, health.figures = {}, {}
+                health.checks, health.figures, health.degraded = {}, {}, {}
 
     server = None
     if options.health_port:
@@ -383,7 +415,7 @@ async def _first_set(*events: asyncio.Event) -> None:
 
 def _projector_check(projector: Projector, feed: Feed) -> Callable[[], bool]:
     def consuming() -> bool:
-        return feed.consuming() and not projector.stopping.is_set()
+        return feed.consuming() and not projector.stopping.is_set() and not projector.stats.failing
 
     return consuming
 
@@ -401,6 +433,7 @@ def _projector_figures(projector: Projector) -> Callable[[], dict[str, Any]]:
             "foreign": stats.foreign,
             "recovered": stats.recovered,
             "failing": stats.failing,
+            "parked": stats.parked,
             "halted": stats.halted,
         }
 
@@ -414,6 +447,7 @@ def _relay_figures(relay: Relay) -> Callable[[], dict[str, Any]]:
             "position": stats.position,
             "published": stats.published,
             "faults": stats.faults,
+            "failing": stats.failing,
             "windows": stats.windows,
             "window_seconds": round(stats.window_seconds, 6),
         }

@@ -133,8 +133,8 @@ def kill_actives(
         finally:
             writing_done.set()
 
-    for role in ROLES:
-        the_active(running[role])
+    for role in ROLES:  # six Pythons starting at once: slow on a loaded machine
+        the_active(running[role], timeout=180)
     writer = threading.Thread(target=write)
     writer.start()
     households = [f"HH-{uuid4().hex[:8]}" for _ in kills]
@@ -148,7 +148,7 @@ def kill_actives(
             assert standby is not active
             takeovers.append(took)
             active.start()  # back, as the standby now
-            wait_for(lambda back=active: back.state() == "standby", timeout=60)  # type: ignore[misc]
+            wait_for(lambda back=active: back.state() == "standby", timeout=120)  # type: ignore[misc]
         writer.join(120)
         assert writing_done.is_set()
         wait_for(lambda: all(len(app.household_chain(h)) == 1 for h in households), timeout=30)

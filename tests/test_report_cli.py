@@ -129,6 +129,6 @@ def test_report_says_who_reads_like_every_reading_command(env: dict[str, str]) -
         cli, ["report", "funnel", "--actor", "feed", "--role", "upstream_system"], env=anonymous
     )
     assert upstream.exit_code == 1
-    assert "feed (upstream_system) may not read reports" in upstream.output
+    assert "feed (upstream_system) may not read history" in upstream.output
     options = ["--actor", "ms-li", "--role", "auditor", "--format", "json"]
     assert json.loads(report(anonymous, "funnel", *options))["rows"]
