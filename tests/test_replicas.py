@@ -59,6 +59,7 @@ def pipeline_env(schema: str) -> tuple[dict[str, str], object]:
         "JIUZHU_LOG_JSON": "true",
         "JIUZHU_RELAY_WINDOW": "100",
         "JIUZHU_PROJECTOR_BATCH": "100",
+        "JIUZHU_POOL_SIZE": "2",  # six processes on a PostgreSQL other tests share
         **{
             f"JIUZHU_{name.upper()}": str(value)
             for name, value in options.model_dump().items()
