@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -110,6 +111,9 @@ FIRST_MESSAGE_WAIT = 1.0
 # RabbitMQ: a delivery tag that never reaches the intake holds up those after it this long.
 MISSING_TAG_SECONDS = 2.0
 
+# A batch with the store longer than this (waiting for a connection) means an outage.
+STALLED_SECONDS = 5.0
+
 # What became of a message: 'applied', 'no_effect', 'duplicate', or the error that stopped it.
 Outcome = str | Exception
 
@@ -124,6 +128,10 @@ class IntakeStats:
     duplicates: int = 0
     retried: int = 0
     dead_lettered: Counter[str] = field(default_factory=Counter)
+    # The last batch met a fault of the store or broker and waits for a retry.
+    failing: bool = False
+    # monotonic time a batch went to the store, while it is there (None otherwise).
+    storing_since: float | None = None
     _changed: asyncio.Condition = field(
         default_factory=asyncio.Condition, repr=False, compare=False
     )
@@ -139,6 +147,11 @@ class IntakeStats:
                 setattr(self, outcome, getattr(self, outcome) + times)
             self._changed.notify_all()
 
+    def stalled(self, after: float = STALLED_SECONDS) -> bool:
+        """A fault waits for a retry, or a batch has been with the store too long."""
+        since = self.storing_since
+        return self.failing or (since is not None and time.monotonic() - since > after)
+
     async def wait_until(self, done: Callable[[IntakeStats], bool], timeout: float) -> None:
         """Wait until the counters satisfy a condition; TimeoutError after `timeout` s."""
         async with asyncio.timeout(timeout), self._changed:
@@ -153,6 +166,7 @@ class IntakeStats:
             "duplicates": self.duplicates,
             "retried": self.retried,
             "dead_lettered": dict(self.dead_lettered),
+            "failing": self.failing,
         }
 
 
@@ -395,10 +409,13 @@ class _Intake:
             good.append((delivery, event))
         if not good:
             return []
+        self.stats.storing_since = time.monotonic()
         try:
             outcomes = await asyncio.to_thread(apply_batch, self.app, [e for _, e in good])
         except Exception as error:  # apply_batch keeps errors per message: a bug
             outcomes = [error] * len(good)
+        finally:
+            self.stats.storing_since = None
         retries: list[tuple[_Delivery, BaseException]] = []
         taken: Counter[str] = Counter()  # applied, no_effect, duplicate
         tracing = _stdlib_log.isEnabledFor(logging.DEBUG)
@@ -434,6 +451,8 @@ class _Intake:
                     await self.dead_letter(delivery, "unexpected_error", outcome, event)
         for outcome, times in taken.items():
             await self.stats.count(outcome, times=times)
+        if taken:
+            self.stats.failing = False
         if taken:
             log.info("upstream messages taken", **taken)
         await self.retry_later(retries)
@@ -489,6 +508,8 @@ class _Intake:
 
     async def retry_later(self, retries: Sequence[tuple[_Delivery, BaseException]]) -> None:
         """Leave messages for another try after the delay: nothing is lost."""
+        if retries:
+            self.stats.failing = True
         for _, error in retries:
             await self.stats.count("retried")
             log.warning(
