@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 import orjson
 import psycopg
 import structlog
@@ -73,10 +74,15 @@ from consumers.deadletter import (
 )
 from consumers.preload import preload
 from consumers.rabbit_order import DeliveryRuns
-from consumers.translate import CaseFacts, Situation, acts_on_case, translate
+from consumers.translate import CaseFacts, NoOpenCaseError, Situation, acts_on_case, translate
 from domain.application import CaseWork, Unit
 from domain.commands import OpenCase
-from domain.errors import CaseAlreadyOpenError, CaseWorkError, DuplicateMessageError
+from domain.errors import (
+    CaseAlreadyOpenError,
+    CaseWorkError,
+    DuplicateMessageError,
+    NotEnrolledError,
+)
 
 __all__ = [
     "BATCH_SIZE",
@@ -111,6 +117,12 @@ FIRST_MESSAGE_WAIT = 1.0
 # RabbitMQ: a delivery tag that never reaches the intake holds up those after it this long.
 MISSING_TAG_SECONDS = 2.0
 
+# Refusals that only say a message came before another (the alert opening the case, the
+# enrolment a payment needs): held while an earlier message of the household is on its way.
+ORDER_ONLY: tuple[type[Exception], ...] = (NoOpenCaseError, NotEnrolledError)
+# Held without looking when more unacknowledged messages than this come before it.
+HOLD_SCAN_LIMIT = 2000
+
 # A batch with the store longer than this (waiting for a connection) means an outage.
 STALLED_SECONDS = 5.0
 
@@ -127,6 +139,7 @@ class IntakeStats:
     no_effect: int = 0
     duplicates: int = 0
     retried: int = 0
+    held: int = 0  # refused for order alone while an earlier message was on its way
     dead_lettered: Counter[str] = field(default_factory=Counter)
     # The last batch met a fault of the store or broker and waits for a retry.
     failing: bool = False
@@ -165,6 +178,7 @@ class IntakeStats:
             "no_effect": self.no_effect,
             "duplicates": self.duplicates,
             "retried": self.retried,
+            "held": self.held,
             "dead_lettered": dict(self.dead_lettered),
             "failing": self.failing,
         }
@@ -288,6 +302,7 @@ class _Delivery:
     ack: Callable[[], Awaitable[Any]]
     nack: Callable[[], Awaitable[Any]]  # leave it for another try
     nack_delays: bool  # whether nack itself delays the next try (NATS)
+    sequence: int = 0  # NATS: its stream sequence (0 elsewhere)
 
 
 @dataclass
@@ -386,6 +401,7 @@ class _Intake:
             ack=msg.ack,
             nack=lambda: msg.nak(delay=delay),
             nack_delays=True,
+            sequence=_stream_sequence(msg),
         )
 
     async def take(self, deliveries: Sequence[_Delivery]) -> list[_Delivery]:
@@ -418,9 +434,12 @@ class _Intake:
             self.stats.storing_since = None
         retries: list[tuple[_Delivery, BaseException]] = []
         taken: Counter[str] = Counter()  # applied, no_effect, duplicate
+        # Stream sequences of this batch settled so far (acked or dead-lettered).
+        settled = {d.sequence for d in deliveries} - {d.sequence for d, _ in good}
         tracing = _stdlib_log.isEnabledFor(logging.DEBUG)
         for (delivery, event), outcome in zip(good, outcomes, strict=True):
             if isinstance(outcome, str):
+                settled.add(delivery.sequence)
                 # The common case stays lean: at hundreds a second, a log line per message
                 # (INFO before) was ~8% of the intake's samples at 500/s; one line per batch.
                 await delivery.ack()
@@ -438,7 +457,16 @@ class _Intake:
             ):
                 if isinstance(outcome, TRANSIENT):
                     retries.append((delivery, outcome))
+                elif isinstance(outcome, ORDER_ONLY) and await self._earlier_on_its_way(
+                    delivery, event, settled
+                ):
+                    # Refused only for coming before an earlier message of its household
+                    # that is still on its way (handed to a killed or another intake):
+                    # taken again after the delay, once the earlier one took effect.
+                    await self.stats.count("held")
+                    retries.append((delivery, outcome))
                 elif isinstance(outcome, CaseWorkError):
+                    settled.add(delivery.sequence)
                     await self.dead_letter(delivery, "rule_violation", outcome, event)
                 elif isinstance(outcome, ValidationError):
                     await self.dead_letter(delivery, "invalid_schema", outcome, event)
@@ -457,6 +485,43 @@ class _Intake:
             log.info("upstream messages taken", **taken)
         await self.retry_later(retries)
         return [delivery for delivery, _ in retries]
+
+    async def _earlier_on_its_way(
+        self, delivery: _Delivery, event: CloudEvent, settled: set[int]
+    ) -> bool:
+        """Whether an earlier message about the same household is not yet acknowledged.
+
+        NATS only (elsewhere one intake takes the queue in order). Every stream message
+        above the consumer's ack floor and before this one, not settled in this batch,
+        is looked at; one about the same household is on its way (or took effect after
+        this one's state was read: the refusal may be stale, so it is tried again). When
+        that cannot be told (the broker did not answer, too many to look at), it holds:
+        the floor moves on as the earliest messages settle, so a hold always ends.
+        """
+        if not delivery.sequence or not isinstance(self.broker, NatsBroker):
+            return False
+        household = getattr(event.data, "household_id", None)
+        js = self.broker.config.connection_state.stream
+        try:
+            info = await js.consumer_info(self.places.stream, self.places.durable)
+            floor = int(info.ack_floor.stream_seq or 0)
+            earlier = [s for s in range(floor + 1, delivery.sequence) if s not in settled]
+            if len(earlier) > HOLD_SCAN_LIMIT:
+                return True
+            for sequence in earlier:
+                try:
+                    stored = await js.get_msg(self.places.stream, sequence)
+                    other = parse_upstream(stored.data or b"")
+                except (BadMessageError, nats.js.errors.NotFoundError):
+                    continue  # never about a household, or gone from the stream
+                if getattr(other.data, "household_id", None) == household:
+                    # Not yet applied, or applied by another intake since this one read
+                    # the household's state: either way, try again.
+                    return True
+        except Exception as error:
+            log.warning("cannot tell whether an earlier message is on its way", error=repr(error))
+            return True
+        return False
 
     def _check_subject(self, origin: str, event: CloudEvent) -> None:
         # Subjects name the type (NATS, RabbitMQ); a single stream (Redis, Kafka) does not.
@@ -508,8 +573,8 @@ class _Intake:
 
     async def retry_later(self, retries: Sequence[tuple[_Delivery, BaseException]]) -> None:
         """Leave messages for another try after the delay: nothing is lost."""
-        if retries:
-            self.stats.failing = True
+        if any(not isinstance(error, ORDER_ONLY) for _, error in retries):
+            self.stats.failing = True  # a fault, not a message waiting for its turn
         for _, error in retries:
             await self.stats.count("retried")
             log.warning(
@@ -531,6 +596,13 @@ def _rabbit_channel(message: RabbitMessage) -> object:
 
 async def _not_given_back() -> None:
     """A delivery retried in turn by the intake stays unacknowledged meanwhile."""
+
+
+def _stream_sequence(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:  # not a JetStream message (in-memory test brokers)
+        return 0
 
 
 def _dedup_id(raw_message: Any) -> str:
