@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from jiuzhu import cli_audit, cli_case, cli_demo, cli_privacy, cli_replay, cli_report, cli_serve
+from jiuzhu import (
+    cli_audit,
+    cli_case,
+    cli_deadletter,
+    cli_demo,
+    cli_privacy,
+    cli_replay,
+    cli_report,
+    cli_serve,
+)
 
 __all__ = ["app", "main"]
 
@@ -24,6 +33,7 @@ app.command("replay")(cli_replay.replay_command)
 app.command("rebuild")(cli_replay.rebuild_command)
 app.command("serve")(cli_serve.serve_command)
 # Each tool registers its own command group here, one line each.
+app.add_typer(cli_deadletter.app, name="deadletter")
 
 
 def main() -> None:
