@@ -9,6 +9,7 @@
         stream: str = "RELIEF_UPSTREAM",     # JetStream stream / RabbitMQ queue name
         durable: str = "jiuzhu-intake",      # durable consumer / consumer group
         retry_delay: float = 5.0,            # seconds before a transient fault is retried
+        ack_wait: float = 30.0,              # NATS: an unacked delivery comes back after it
         stats: IntakeStats | None = None,    # counters to share (e.g. with a health endpoint)
     ) -> tuple[AnyBroker, FastStream]
 
@@ -636,6 +637,7 @@ def _subscribe(
     handler: Callable[..., Any],
     guard: Callable[..., BaseMiddleware],
     retry_delay: float,
+    ack_wait: float = 30.0,
 ) -> Any:
     """Register the intake on a router of its own: the guard wraps the intake alone.
 
@@ -662,7 +664,7 @@ def _subscribe(
             durable=places.durable,
             # A whole pull in one call, in stream order (batch=False would run it concurrently).
             pull_sub=PullSub(batch_size=BATCH_SIZE, timeout=BATCH_WAIT, batch=True),
-            config=ConsumerConfig(max_deliver=-1, ack_wait=max(30.0, 2 * retry_delay)),
+            config=ConsumerConfig(max_deliver=-1, ack_wait=max(ack_wait, 2 * retry_delay)),
             **options,
         )
         subscriber(handler)
@@ -751,6 +753,7 @@ def build_intake(
     durable: str = "jiuzhu-intake",
     retry_delay: float = 5.0,
     stats: IntakeStats | None = None,
+    ack_wait: float = 30.0,
 ) -> tuple[AnyBroker, FastStream]:
     """The intake's broker and FastStream app (nothing connects until it starts)."""
     places = IntakePlaces(
@@ -770,7 +773,7 @@ def build_intake(
         # The contract as documented; the guard middleware handles every message (or NATS
         # batch) itself, in `_Intake.take`, and never passes one on to here.
 
-    subscriber = _subscribe(broker, places, receive_upstream, guard, retry_delay)
+    subscriber = _subscribe(broker, places, receive_upstream, guard, retry_delay, ack_wait)
 
     async def declare() -> None:
         await declare_intake(broker, places)

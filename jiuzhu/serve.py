@@ -73,6 +73,12 @@ class ServeSettings(BaseSettings):
     intake_retry_delay: float = Field(
         default=5.0, gt=0, le=300, description="Seconds before a transient fault is retried"
     )
+    intake_ack_wait: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds before a message a killed intake held is delivered again (NATS)",
+    )
     checkpoint_publish_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="How often the relay carries new checkpoints"
     )
@@ -383,6 +389,7 @@ async def _start_intake(
             durable=options.upstream_durable,
             retry_delay=options.intake_retry_delay,
             stats=stats,
+            ack_wait=options.intake_ack_wait,
         )
         quiet_access_log(broker)
         return broker, intake
