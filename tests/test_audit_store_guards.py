@@ -42,3 +42,23 @@ def test_a_database_of_record_needs_both_keys_configured(
     assert not (tmp_path / "keys").exists(), "no key was generated"
     # The embedded database keeps its keys in the data directory, as the demo does.
     casework(DATABASE_URL, schema=pg_schema, settings=settings, embedded=True).close()
+
+
+def test_serve_refuses_a_database_of_record_without_keys(
+    pg_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from jiuzhu.cli import app as cli
+
+    monkeypatch.delenv("JIUZHU_ALLOW_GENERATED_KEYS")
+    monkeypatch.delenv("JIUZHU_MASTER_KEY", raising=False)
+    monkeypatch.setenv("JIUZHU_DATABASE_URL", DATABASE_URL)
+    monkeypatch.setenv("JIUZHU_DB_SCHEMA", pg_schema)
+    monkeypatch.setenv("JIUZHU_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("JIUZHU_BROKER_URL", "nats://127.0.0.1:4222")
+
+    result = CliRunner().invoke(cli, ["serve", "relay"])
+
+    assert result.exit_code == 1
+    assert "JIUZHU_MASTER_KEY and JIUZHU_SIGNING_KEY_FILE must be set" in result.output
