@@ -9,6 +9,7 @@ import typer
 from psycopg.sql import SQL
 
 from consumers.brokers import BrokerKind, broker_kind
+from jiuzhu.audit.casework import AuditedCaseWork
 from jiuzhu.cli_audit import open_audited
 from jiuzhu.cli_common import (
     ActorOpt,
@@ -23,7 +24,7 @@ from jiuzhu.narrate import CHINA_TIME
 from jiuzhu.serve import ServeSettings
 from jiuzhu.settings import Settings
 
-__all__ = ["app"]
+__all__ = ["app", "vacuum_data_keys"]
 
 app = typer.Typer(
     help="Personal data: erasure by key destruction, key status.", no_args_is_help=True
@@ -53,9 +54,7 @@ def erase(
                 },
             }
         )
-        # Dead row versions still hold the wrapped keys until vacuumed: vacuum now.
-        with casework.datastore.get_connection() as conn:
-            conn.execute(SQL("VACUUM {0}").format(casework.data_keys.table))
+        vacuum_data_keys(casework)
     console.print(
         f"erased personal data of household {household_id} (notification {position})",
         highlight=False,
@@ -92,6 +91,12 @@ def unreached(settings: Settings, options: ServeSettings) -> list[str]:
         "database backups, dumps and WAL archives taken before now: until they are rotated",
         "the upstream systems' own records",
     ]
+
+
+def vacuum_data_keys(casework: AuditedCaseWork) -> None:
+    """Dead row versions still hold the wrapped keys until vacuumed: vacuum now."""
+    with casework.datastore.get_connection() as conn:
+        conn.execute(SQL("VACUUM {0}").format(casework.data_keys.table))
 
 
 @app.command("status")

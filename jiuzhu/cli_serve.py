@@ -23,6 +23,8 @@ class Component(StrEnum):
     INTAKE = "intake"
     RELAY = "relay"
     PROJECTOR = "projector"
+    CLOCK = "clock"
+    API = "api"
     ALL = "all"
 
 

@@ -57,7 +57,7 @@ def test_a_case_history_records_who_why_cause_and_both_times(
     assert enrol.causation_id.startswith("command:")
     assert enrol.data["amount_fen"] == 50000
     assert len(enrol.hash) == 64
-    earlier = case_history(audited, case_id, personal=True, as_of=entries[2].recorded_at)
+    earlier = case_history(audited, case_id, personal=True, known_at=entries[2].recorded_at)
     assert [e.version for e in earlier] == [1, 2, 3]
 
 

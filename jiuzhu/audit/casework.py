@@ -23,6 +23,7 @@ from jiuzhu.audit.recorder import ChainedApplicationRecorder
 from jiuzhu.audit.signing import Signer
 from jiuzhu.audit.snapshots import SealedSnapshotRecorder
 from jiuzhu.audit.tables import AuditTables
+from jiuzhu.privacy.blind_index import BlindIndex
 from jiuzhu.privacy.keys import DataKeyStore
 from jiuzhu.privacy.mapper import PersonalDataMapper
 
@@ -78,8 +79,13 @@ class AuditedCaseWork(CaseWork):
             master_key=self._master_key,
             cache_seconds=self._key_cache_seconds,
         )
+        # Exact search by id-card number, kept in the events' transactions (never plaintext).
+        self.blind_index = BlindIndex(
+            self.datastore, table=f"{self.name.lower()}_blind_index", master_key=self._master_key
+        )
         if self._create_tables():
             self.data_keys.create_table()
+            self.blind_index.create_table()
         return PersonalDataMapper(
             transcoder=self.construct_transcoder(),
             keys=self.data_keys,
@@ -95,7 +101,7 @@ class AuditedCaseWork(CaseWork):
             checkpoint_every=self._checkpoint_every,
             checkpoint_seconds=self._checkpoint_seconds,
             before_insert=[self.data_keys.insert_new_keys],
-            hooks=[self.data_keys.shred_on_erasure],
+            hooks=[self.data_keys.shred_on_erasure, self.blind_index.on_insert],
         )
         if self._create_tables():
             recorder.create_table()
@@ -133,7 +139,10 @@ class AuditedCaseWork(CaseWork):
         # are inserted by the recorder in the events' own transaction, not one by one before.
         mapper = self.mapper
         assert isinstance(mapper, PersonalDataMapper)
-        with mapper.sealing(processing_event.events) as keys:
+        with (
+            mapper.sealing(processing_event.events) as keys,
+            self.blind_index.indexing(processing_event.events),
+        ):
             recordings = super()._record(processing_event)
         erased = {
             e.household_id
