@@ -754,10 +754,20 @@ def build_intake(
     retry_delay: float = 5.0,
     stats: IntakeStats | None = None,
     ack_wait: float = 30.0,
+    max_age: float | None = None,
+    deadletter_max_age: float | None = None,
 ) -> tuple[AnyBroker, FastStream]:
-    """The intake's broker and FastStream app (nothing connects until it starts)."""
+    """The intake's broker and FastStream app (nothing connects until it starts).
+
+    `max_age`, `deadletter_max_age`: seconds NATS keeps upstream messages and dead letters.
+    """
     places = IntakePlaces(
-        prefix=subject_prefix, deadletter=deadletter_subject, stream=stream, durable=durable
+        prefix=subject_prefix,
+        deadletter=deadletter_subject,
+        stream=stream,
+        durable=durable,
+        max_age=max_age,
+        deadletter_max_age=deadletter_max_age,
     )
     counters = stats if stats is not None else IntakeStats()
     broker = make_broker(broker_url)

@@ -86,6 +86,20 @@ class ServeSettings(BaseSettings):
         default=30.0, gt=0, le=3600, description="How often the relay carries new checkpoints"
     )
 
+    # Upstream messages and dead letters carry personal data in clear: NATS drops them after
+    # this many days (0: kept as long as the stream's limits allow). An intake outage must
+    # stay shorter than the first; dead letters are for people to look at, then go.
+    upstream_retention_days: float = Field(default=7.0, ge=0, le=3650)
+    deadletter_retention_days: float = Field(default=30.0, ge=0, le=3650)
+
+    def upstream_retention_seconds(self) -> float | None:
+        """max_age of the upstream stream, None: unlimited."""
+        return self.upstream_retention_days * 86_400 or None
+
+    def deadletter_retention_seconds(self) -> float | None:
+        """max_age of the dead-letter streams, None: unlimited."""
+        return self.deadletter_retention_days * 86_400 or None
+
     def destination(self) -> EventsDestination:
         """The relief.events destination these settings name."""
         return EventsDestination(
@@ -203,6 +217,7 @@ class Service:
             schema=settings.db_schema,
             pool_size=settings.pool_size,
             settings=settings,
+            embedded=settings.database_url is None,
         )
         stack.callback(app.close)
         if "projector" in self.components:
@@ -415,6 +430,8 @@ async def _start_intake(
             retry_delay=options.intake_retry_delay,
             stats=stats,
             ack_wait=options.intake_ack_wait,
+            max_age=options.upstream_retention_seconds(),
+            deadletter_max_age=options.deadletter_retention_seconds(),
         )
         quiet_access_log(broker)
         return broker, intake
