@@ -162,10 +162,17 @@ class Clock:
     def catch_up(self) -> int:
         """Fold the log from the tracked position up to its head; how many events read."""
         read = 0
-        position = self.model.position(self.app.name)
-        for batch, _ in self.reader.batches(after=position, batch_size=self.log_batch):
-            self.model.apply(batch, application_name=self.app.name)
-            read += len(batch)
+        after = self.model.position(self.app.name)
+        head = self.app.recorder.max_notification_id() or 0
+        while after < head:
+            # One range of the log at a time, read whole before it is applied: a scan kept
+            # open across slow applies outlives the pool's idle-in-transaction timeout.
+            stop = after + self.log_batch
+            ranges = self.reader.batches(after=after, stop=stop, batch_size=self.log_batch)
+            for batch, _ in list(ranges):
+                self.model.apply(batch, application_name=self.app.name)
+                read += len(batch)
+            after = stop
         self.stats.position = self.model.position(self.app.name)
         return read
 
