@@ -43,11 +43,25 @@ from domain.commands import (
     parse_command,
 )
 from domain.deadlines import Due, deadline_event
-from domain.errors import CaseNotFoundError, DuplicateMessageError, PermissionDeniedError
+from domain.errors import (
+    CaseNotFoundError,
+    DuplicateMessageError,
+    PermissionDeniedError,
+    RuleViolationError,
+)
 from domain.household import Household, HouseholdNotFoundError
+from domain.payroll import (
+    Instruction,
+    PayrollCycle,
+    PayrollError,
+    Settlement,
+    SettlePayrollInstruction,
+    cycle_key_of,
+)
 from domain.policy import DEFAULT_POLICY, Policy
 from domain.receipt import MessageReceipt
 from domain.roles import Role, may, may_read
+from domain.values import Programme
 
 __all__ = ["CaseWork", "DateAsISO", "Unit"]
 
@@ -192,7 +206,9 @@ class CaseWork(Application[UUID]):
         return self._on_case(
             GrantEmergencyRelief,
             command,
-            lambda c, x: c.grant_emergency_relief(x.grant_id, x.amount_fen, by=x.by),
+            lambda c, x: c.grant_emergency_relief(
+                x.grant_id, x.amount_fen, by=x.by, policy=self.policy
+            ),
         )
 
     def regularise_emergency_relief(self, command: RegulariseEmergencyRelief | Given) -> int:
@@ -200,7 +216,7 @@ class CaseWork(Application[UUID]):
         return self._on_case(
             RegulariseEmergencyRelief,
             command,
-            lambda c, x: c.regularise_emergency_relief(x.grant_id, by=x.by),
+            lambda c, x: c.regularise_emergency_relief(x.grant_id, by=x.by, policy=self.policy),
         )
 
     def deliver_service(self, command: DeliverService | Given) -> int:
@@ -279,6 +295,40 @@ class CaseWork(Application[UUID]):
         now = recorded_at or datetime.now(UTC)
         events = [deadline_event(due, version, now) for due, version in passing]
         return self.save(*events) if events else []
+    def settle_payroll_instruction(self, command: SettlePayrollInstruction | Given) -> int:
+        """One settlement of a payroll instruction: the cycle decides, the case is paid once."""
+        cmd = self._authorised(SettlePayrollInstruction, command)
+        cycle, case = self._payroll_cycle_and_case(cmd.instruction_id)
+        programme = Programme(cycle.programme)
+
+        def case_refusal(item: Instruction) -> str | None:
+            try:
+                case.check_case_is_open()
+                case.check_payable(programme, item.period, item.amount_fen)
+            except RuleViolationError as error:
+                return error.detail
+            return None
+
+        settlement = Settlement(
+            cmd.instruction_id, cmd.outcome, cmd.amount_fen, cmd.payment_ref, cmd.failure
+        )
+        outcome = cycle.settle([settlement], by=cmd.by, case_refusal=case_refusal)
+        for item, ref in outcome.paid:
+            case.pay(programme, item.period, item.amount_fen, ref, by=cmd.by)
+        for item, ref, _why in outcome.failed:
+            if case_refusal(item) is None:
+                case.record_payment_failure(programme, item.period, item.amount_fen, ref, by=cmd.by)
+        return self._append(cycle, case)
+
+    def _payroll_cycle_and_case(self, instruction_id: str) -> tuple[PayrollCycle, Case]:
+        key = cycle_key_of(instruction_id)
+        try:
+            cycle = self._load(PayrollCycle.id_for(*key)) if key else None
+        except AggregateNotFoundError:
+            cycle = None
+        if not isinstance(cycle, PayrollCycle) or instruction_id not in cycle.instructions:
+            raise PayrollError(instruction_id, "no payroll instruction has this id")
+        return cycle, self.get_case(UUID(cycle.instructions[instruction_id].case_id))
 
     def authorise_read(self, actor: str, role: Role | str, what: str) -> Role:
         """Check that a role may read something (READ_PERMISSIONS); the role, or refused."""

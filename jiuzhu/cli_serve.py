@@ -23,6 +23,7 @@ class Component(StrEnum):
     RELAY = "relay"
     PROJECTOR = "projector"
     CLOCK = "clock"
+    API = "api"
     ALL = "all"
 
 
