@@ -91,6 +91,7 @@ def run_killed(app: CaseWork, pg_schema: str, tmp_path: Path, cases: int, kills:
     finally:
         if clock.popen is not None and clock.popen.poll() is None:
             clock.popen.kill()
+            clock.popen.wait(10)
     causes: Counter[str] = Counter()
     for batch in log_batches(app, batch_size=2000):
         causes.update(e.causation_id for e, _ in batch if isinstance(e, Case.DeadlinePassed))
@@ -114,7 +115,7 @@ def run_killed(app: CaseWork, pg_schema: str, tmp_path: Path, cases: int, kills:
 def test_killed_clock_records_each_deadline_once_and_replay_equals_live(
     app: CaseWork, pg_schema: str, tmp_path: Path
 ) -> None:
-    run_killed(app, pg_schema, tmp_path, cases=500, kills=2)
+    run_killed(app, pg_schema, tmp_path, cases=300, kills=2)
 
 
 @pytest.mark.soak
