@@ -172,9 +172,12 @@ def _grouped(
         "ORDER BY i.cycle_id NULLS LAST, s.line"
     ).format(Identifier(_STAGING), Identifier(ledger.datastore.schema))
     unknown: dict[UUID, list[Settlement]] = defaultdict(list)
-    with conn.transaction(), conn.cursor(name="payroll_lines", row_factory=tuple_row) as rows:
+    # WITH HOLD: the result is kept past its transaction, which ends at once (no session
+    # stays idle in a transaction while the lines are settled on other connections).
+    with conn.cursor(name="payroll_lines", row_factory=tuple_row, withhold=True) as rows:
         rows.itersize = 10_000
-        rows.execute(statement)
+        with conn.transaction():
+            rows.execute(statement)
         pending: tuple[Any, ...] | None = next(rows, None)
         while pending is not None and pending[0] is not None:
             cycle_id = pending[0]

@@ -208,40 +208,42 @@ class PayrollLedger(ReadModel):
 
     def histories(
         self,
-        curs: Cursor[DictRow],
-        programme: str,
-        region: str,
+        programmes: Sequence[str] | None = None,
+        regions: Sequence[str] | None = None,
         *,
         except_cycle: UUID | None = None,
-        batch: int = 5000,
-    ) -> Iterator[tuple[UUID, str, list[list[Any]], list[str]]]:
-        """(case, household, stored facts, periods outstanding elsewhere) of a county's roll.
+        batch: int = 10_000,
+    ) -> Iterator[tuple[str, str, UUID, str, list[list[Any]], list[str] | None]]:
+        """Every enrolment's (programme, county, case, household, facts, periods outstanding).
 
-        Outstanding elsewhere: instructed in a cycle (other than `except_cycle`) and not
-        yet settled; such periods are owed there, not again.
+        One scan, ordered by programme, county and case, so a caller takes the cycles one
+        after the other. Periods outstanding: instructed in a cycle (other than
+        `except_cycle`) and not yet settled; they are owed there, not again. The result
+        is held past its transaction (WITH HOLD): no session idles in a transaction while
+        the caller saves cycles.
         """
         statement = SQL(
-            "SELECT e.case_id, c.household_id, e.facts, "
-            "ARRAY(SELECT i.period FROM {0}.payroll_instructions i WHERE i.case_id = e.case_id "
-            "AND i.programme = e.programme AND i.status = 'instructed' "
-            "AND i.cycle_id IS DISTINCT FROM %s) AS in_flight "
+            "SELECT e.programme, c.region, e.case_id, c.household_id, e.facts, f.periods "
             "FROM {0}.payroll_enrolments e JOIN {0}.payroll_case c USING (case_id) "
-            "WHERE e.programme = %s AND c.region = %s ORDER BY e.case_id"
+            "LEFT JOIN (SELECT case_id, programme, array_agg(period) AS periods "
+            "FROM {0}.payroll_instructions WHERE status = 'instructed' "
+            "AND cycle_id IS DISTINCT FROM %s GROUP BY 1, 2) f USING (case_id, programme) "
+            "WHERE (%s::text[] IS NULL OR e.programme = ANY(%s::text[])) "
+            "AND (%s::text[] IS NULL OR c.region = ANY(%s::text[])) "
+            "ORDER BY e.programme, c.region, e.case_id"
         ).format(Identifier(self.datastore.schema))
-        with curs.connection.cursor(name="payroll_roll", row_factory=tuple_row) as named:
-            named.itersize = batch
-            named.execute(statement, (except_cycle, programme, region))
-            yield from named
-
-    def rolls(self, curs: Cursor[DictRow]) -> list[tuple[str, str]]:
-        """Every (programme, county) with an enrolment: the cycles a month may have."""
-        curs.execute(
-            SQL(
-                "SELECT DISTINCT e.programme, c.region FROM {0}.payroll_enrolments e "
-                "JOIN {0}.payroll_case c USING (case_id) ORDER BY 1, 2"
-            ).format(Identifier(self.datastore.schema))
-        )
-        return [(row["programme"], row["region"]) for row in curs.fetchall()]
+        wanted_programmes = list(programmes) if programmes else None
+        wanted_regions = list(regions) if regions else None
+        params = (except_cycle, wanted_programmes, wanted_programmes, wanted_regions,
+                  wanted_regions)  # fmt: skip
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(name="payroll_roll", row_factory=tuple_row, withhold=True) as rows,
+        ):
+            rows.itersize = batch
+            with conn.transaction():
+                rows.execute(statement, params)
+            yield from rows
 
     def facts_of(
         self, curs: Cursor[DictRow], keys: Iterable[tuple[UUID, str]]
