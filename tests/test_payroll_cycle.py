@@ -223,3 +223,49 @@ def test_replay_equals_live_the_report_agrees_with_the_ledger_and_the_audit_hold
         assert verify_log(app.datastore, app.audit).ok
     finally:
         datastore.close()
+
+
+def test_a_prepare_that_dies_half_way_resumes_without_double_entitlements(
+    app: CaseWork, ledger: PayrollLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for region in ["610523", "610502", "610102"]:
+        enrolled(app, effective_from=date(2023, 5, 1), amount_fen=65000, region=region)
+    save, saved = app.save, []
+
+    def dies_after_one_cycle(*objs: Any, **kwargs: Any) -> Any:
+        if saved:
+            raise SystemExit("killed")
+        saved.append(objs)
+        return save(*objs, **kwargs)
+
+    monkeypatch.setattr(app, "save", dies_after_one_cycle)
+    with pytest.raises(SystemExit):
+        prepare_month(app, ledger, month="2023-06", by=staff("clerk-li", "caseworker"))
+    monkeypatch.setattr(app, "save", save)
+    resumed = prepare_month(app, ledger, month="2023-06", by=staff("clerk-li", "caseworker"))
+    assert sorted(p.existed for p in resumed) == [False, False, True]
+    assert sum(p.instructions for p in resumed) == 3 * 2  # May (arrears) and June, once each
+    catch_up(ledger, app)
+    with ledger.datastore.transaction(commit=False) as curs:
+        curs.execute(
+            f"SELECT count(*) AS n, count(DISTINCT (case_id, period)) AS d "
+            f'FROM "{ledger.datastore.schema}".payroll_instructions'
+        )
+        assert curs.fetchone() == {"n": 6, "d": 6}
+
+
+def test_bank_accounts_are_erased_with_the_household(
+    app: CaseWork, ledger: PayrollLedger, tmp_path: Path
+) -> None:
+    case_id = enrolled(app, effective_from=date(2023, 6, 1), amount_fen=65000)
+    [prepared] = prepare_month(app, ledger, month="2023-06", by=staff("clerk-li", "caseworker"))
+    approve(app, ledger, prepared.cycle_id, by=staff("director-wang"))
+    app.erase_personal_data({
+        "household_id": app.get_case(case_id).household_id,
+        "by": by("director-wang", "approver", date(2023, 6, 26), "PIPL art. 47"),
+    })  # fmt: skip
+    written = export_cycle(app, prepared.cycle_id, out_dir=tmp_path, signer=SIGNER,
+                           by=staff("director-wang"))  # fmt: skip
+    [row] = [json.loads(x) for x in written.jsonl_path.read_text().splitlines()[:-1]]
+    assert row["account_ref"] == "[erased]"
+    assert row["amount_fen"] == 65000
