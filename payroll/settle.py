@@ -343,7 +343,7 @@ def _case_state(
         "FROM {}.{} WHERE originator_id = ANY(%s) GROUP BY 1"
     ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
     for _ in range(3):
-        position = ledger.position(app.name)
+        position = ledger.scanned
         with ledger.datastore.transaction(commit=False) as curs:
             facts = ledger.facts_of(curs, wanted)
             curs.execute(statement, (position, case_ids))

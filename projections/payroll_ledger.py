@@ -89,6 +89,9 @@ class PayrollLedger(ReadModel):
         "{schema}.payroll_instructions (cycle_id)",
     )
 
+    # The log position this process has folded everything up to (payroll.follow.catch_up).
+    scanned: int = 0
+
     def begin_batch(self) -> None:
         self._cases: list[tuple[UUID, str, str]] = []
         self._facts: dict[tuple[UUID, str], list[list[Any]]] = {}
