@@ -155,27 +155,43 @@ class PayrollLedger(ReadModel):
     def _rejected(self, event: PayrollCycle.Rejected, curs: Cursor[DictRow]) -> None:
         self._rejected_cycles.append(event.originator_id)
 
+    def _copy(
+        self,
+        curs: Cursor[DictRow],
+        stage: str,
+        columns: str,
+        rows: Iterable[Sequence[Any]],
+        then: str,
+    ) -> None:
+        """COPY rows into a session staging table, run one set-based statement, empty it."""
+        name = Identifier(stage)
+        curs.execute(SQL("CREATE TEMP TABLE IF NOT EXISTS {} (" + columns + ")").format(name))
+        names = SQL(", ").join(Identifier(c.split()[0]) for c in columns.split(", "))
+        with curs.copy(SQL("COPY {} ({}) FROM STDIN").format(name, names)) as copy:
+            for row in rows:
+                copy.write_row(row)
+        curs.execute(SQL(then).format(schema=Identifier(self.datastore.schema), stage=name))
+        curs.execute(SQL("DELETE FROM {}").format(name))
+
     def flush_batch(self, curs: Cursor[DictRow]) -> None:
         # In the order the events came: cases, facts (closures last: nothing follows one),
         # instructions before the settlements and rejections that change their status.
+        # Each kind goes by COPY into a staging table and one statement (a row at a time
+        # was a tenth of the speed of the other read models).
         schema = Identifier(self.datastore.schema)
         if self._cases:
-            curs.executemany(
-                SQL(
-                    "INSERT INTO {}.payroll_case (case_id, region, household_id) "
-                    "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
-                ).format(schema),
+            self._copy(
+                curs, "payroll_case_stage", "case_id uuid, region text, household_id text",
                 self._cases,
-            )
+                "INSERT INTO {schema}.payroll_case SELECT * FROM {stage} ON CONFLICT DO NOTHING",
+            )  # fmt: skip
         if self._facts:
-            curs.executemany(
-                SQL(
-                    "INSERT INTO {0}.payroll_enrolments AS e (case_id, programme, facts) "
-                    "VALUES (%s, %s, %s::jsonb) ON CONFLICT (case_id, programme) "
-                    "DO UPDATE SET facts = e.facts || EXCLUDED.facts"
-                ).format(schema),
-                [(c, p, orjson.dumps(f).decode()) for (c, p), f in self._facts.items()],
-            )
+            self._copy(
+                curs, "payroll_facts_stage", "case_id uuid, programme text, facts jsonb",
+                ((c, p, orjson.dumps(f).decode()) for (c, p), f in self._facts.items()),
+                "INSERT INTO {schema}.payroll_enrolments AS e SELECT * FROM {stage} "
+                "ON CONFLICT (case_id, programme) DO UPDATE SET facts = e.facts || EXCLUDED.facts",
+            )  # fmt: skip
         if self._closures:
             curs.executemany(
                 SQL(
@@ -184,20 +200,21 @@ class PayrollLedger(ReadModel):
                 [(orjson.dumps([["c", on]]).decode(), c) for c, on in self._closures],
             )
         if self._instructions:
-            curs.executemany(
-                SQL(
-                    "INSERT INTO {}.payroll_instructions VALUES "
-                    "(%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-                ).format(schema),
+            self._copy(
+                curs, "payroll_instructions_stage",
+                "instruction_id text, cycle_id uuid, case_id uuid, programme text, "
+                "period text, amount_fen bigint, kind text, status text",
                 self._instructions,
-            )
+                "INSERT INTO {schema}.payroll_instructions SELECT * FROM {stage} "
+                "ON CONFLICT DO NOTHING",
+            )  # fmt: skip
         if self._statuses:
-            curs.executemany(
-                SQL(
-                    "UPDATE {}.payroll_instructions SET status = %s WHERE instruction_id = %s"
-                ).format(schema),
+            self._copy(
+                curs, "payroll_status_stage", "status text, instruction_id text",
                 self._statuses,
-            )
+                "UPDATE {schema}.payroll_instructions i SET status = s.status FROM {stage} s "
+                "WHERE i.instruction_id = s.instruction_id",
+            )  # fmt: skip
         for cycle_id in self._rejected_cycles:
             curs.execute(
                 SQL(
