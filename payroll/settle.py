@@ -275,16 +275,16 @@ def _settle_chunk(
     by: Provenance,
     report: SettleReport,
 ) -> None:
-    keys = {
-        (UUID(item.case_id), cycle.programme)
+    case_ids = {
+        item.case_id: UUID(item.case_id)
         for line in chunk
         if (item := cycle.instructions.get(line.instruction_id)) is not None
     }
-    facts, versions = _case_state(app, ledger, keys)
+    facts, versions = _case_state(app, ledger, {(c, cycle.programme) for c in case_ids.values()})
     paid_now: dict[tuple[UUID, str], list[EnrolmentFact]] = {}
 
     def case_refusal(item: Instruction) -> str | None:
-        key = (UUID(item.case_id), cycle.programme)
+        key = (case_ids[item.case_id], cycle.programme)
         history = facts.get(key, []) + paid_now.get(key, [])
         why = refusal(history, item.period)
         if why is None:
@@ -296,7 +296,7 @@ def _settle_chunk(
     now = datetime_now_with_tzinfo()
     case_events: list[Case.Event] = []
     for item, payment_ref in outcome.paid:
-        case_id = UUID(item.case_id)
+        case_id = case_ids[item.case_id]
         versions[case_id] += 1
         case_events.append(
             _PAID(
@@ -306,7 +306,7 @@ def _settle_chunk(
             )
         )  # fmt: skip
     for item, payment_ref, why in outcome.failed:
-        case_id = UUID(item.case_id)
+        case_id = case_ids[item.case_id]
         if refusal(facts.get((case_id, cycle.programme), []), item.period) is not None:
             continue  # the case could not record it (closed meanwhile): the cycle has it
         versions[case_id] += 1

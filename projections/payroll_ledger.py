@@ -21,6 +21,7 @@ import orjson
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
+from psycopg.types.json import set_json_loads
 
 from domain.case import Case
 from domain.entitlements import (
@@ -261,6 +262,7 @@ class PayrollLedger(ReadModel):
             conn.cursor(name="payroll_roll", row_factory=tuple_row, withhold=True) as rows,
         ):
             rows.itersize = batch
+            set_json_loads(orjson.loads, rows)
             with conn.transaction():
                 rows.execute(statement, params)
             yield from rows
@@ -272,6 +274,7 @@ class PayrollLedger(ReadModel):
         wanted = list(keys)
         if not wanted:
             return {}
+        set_json_loads(orjson.loads, curs)  # several times faster than json.loads
         curs.execute(
             SQL(
                 "SELECT e.case_id, e.programme, e.facts FROM {0}.payroll_enrolments e "
