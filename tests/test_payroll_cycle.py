@@ -269,3 +269,23 @@ def test_bank_accounts_are_erased_with_the_household(
     [row] = [json.loads(x) for x in written.jsonl_path.read_text().splitlines()[:-1]]
     assert row["account_ref"] == "[erased]"
     assert row["amount_fen"] == 65000
+
+
+def test_changes_after_preparation_are_shown_as_differences_not_included(
+    app: CaseWork, ledger: PayrollLedger
+) -> None:
+    case_id = enrolled(app, effective_from=date(2023, 6, 1), amount_fen=65000)
+    [prepared] = prepare_month(app, ledger, month="2023-06", by=staff("clerk-li", "caseworker"))
+    app.adjust_benefit({
+        "case_id": case_id, "programme": "rural_dibao", "amount_fen": 72000,
+        "effective_from": date(2023, 6, 1), "by": by("director", "approver", date(2023, 6, 20)),
+    })  # fmt: skip
+    late = enrolled(app, effective_from=date(2023, 6, 15), amount_fen=50000)
+    cycle, found = approve(app, ledger, prepared.cycle_id, by=staff("director-wang"))
+    assert [(d.case_id, d.prepared_fen, d.now_fen) for d in found] == sorted(
+        [(str(case_id), 65000, 72000), (str(late), None, 50000)]
+    )
+    assert cycle.totals == (1, 65000)  # what was prepared is what is approved
+    assert [
+        e.differences for e in app.events.get(cycle.id) if isinstance(e, PayrollCycle.Approved)
+    ] == [2]
