@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 from domain.values import ONE_OFF
 
@@ -94,11 +95,13 @@ class Entitlement:
     kind: str  # "monthly" (the payroll's own month), "arrears" or "one_off"
 
 
+@lru_cache(maxsize=8192)  # a cohort's dates repeat: a payroll folds hundreds of thousands
 def month_of(day: date) -> str:
     """The 'YYYY-MM' month containing a day."""
     return f"{day.year:04d}-{day.month:02d}"
 
 
+@lru_cache(maxsize=2048)
 def next_month(month: str) -> str:
     """The month after a 'YYYY-MM' month."""
     year, number = int(month[:4]), int(month[5:7])
