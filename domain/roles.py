@@ -15,6 +15,8 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     ANALYST = "analyst"
     UPSTREAM_SYSTEM = "upstream_system"
+    # The service itself (the clock): records deadlines passing, never a person's decision.
+    SYSTEM = "system"
 
 
 _STAFF = frozenset({Role.CASEWORKER, Role.APPROVER})
@@ -60,6 +62,9 @@ READ_PERMISSIONS: dict[str, frozenset[Role]] = {
     "checkpoint_audit_trail": frozenset({Role.AUDITOR, Role.APPROVER, Role.UPSTREAM_SYSTEM}),
 }
 
+# Only the clock records that a deadline passed (escalations, warnings, review tasks).
+PERMISSIONS["record_deadline"] = frozenset({Role.SYSTEM})
+
 
 def may(role: Role, command: str) -> bool:
     """Whether a role may run a command."""
@@ -90,3 +95,6 @@ READ_PERMISSIONS.update(
         "export_payment_accounts": frozenset({Role.APPROVER}),
     }
 )
+# Data comparison issues verification tasks (下达核查任务) for the hits it hands to the
+# intake: the upstream system assigns the visit; staff still do and record it.
+PERMISSIONS["assign_verification"] = PERMISSIONS["assign_verification"] | {Role.UPSTREAM_SYSTEM}
