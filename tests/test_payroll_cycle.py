@@ -18,6 +18,7 @@ from jiuzhu.audit.casework import AuditedCaseWork
 from jiuzhu.audit.signing import Signer, signer_from_settings
 from jiuzhu.audit.verify import verify_log
 from jiuzhu.settings import Settings
+from payroll import settle as settle_module
 from payroll.decide import approve, load_cycle
 from payroll.export import export_cycle
 from payroll.prepare import prepare_month
@@ -296,3 +297,32 @@ def test_changes_after_preparation_are_shown_as_differences_not_included(
     assert [
         e.differences for e in app.events.get(cycle.id) if isinstance(e, PayrollCycle.Approved)
     ] == [2]
+
+
+def test_a_case_changed_while_its_payment_is_settled_is_decided_again_not_paid_twice(
+    app: CaseWork, ledger: PayrollLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case_id = enrolled(app, effective_from=date(2023, 6, 1), amount_fen=65000)
+    [prepared] = prepare_month(app, ledger, month="2023-06", by=staff("clerk-li", "caseworker"))
+    approve(app, ledger, prepared.cycle_id, by=staff("director-wang"))
+    [item] = load_cycle(app, prepared.cycle_id).outstanding
+    state, meddled = settle_module._case_state, []
+
+    def another_writer_meanwhile(*args: Any) -> Any:
+        found = state(*args)
+        if not meddled:  # after the facts were read, before the save
+            meddled.append(app.pay({
+                "case_id": case_id, "programme": "rural_dibao", "period": "2023-06",
+                "amount_fen": 65000, "payment_ref": "CASH-1",
+                "by": by("finance", "upstream_system", date(2023, 6, 26), "paid at the counter"),
+            }))  # fmt: skip
+        return found
+
+    monkeypatch.setattr(settle_module, "_case_state", another_writer_meanwhile)
+    line = [(item.instruction_id, "paid", 65000, "BANK-1", "")]
+    report = settle_file(app, ledger, "2023-06", settlement_file(tmp_path / "s.csv", line),
+                         by=staff("finance", "upstream_system"))  # fmt: skip
+    assert report.retries == 1
+    assert [f[0] for f in report.findings] == ["refused_by_case"]
+    assert app.get_case(case_id).payments == {"rural_dibao:2023-06": 65000}
+    assert app.get_case(case_id).paid_total_fen == 65000
