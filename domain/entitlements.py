@@ -176,7 +176,8 @@ def entitlements(
                 owed.append(Entitlement(period, amount, kind))
         return owed
     # A one-off grant: owed once while its latest enrolment stands.
-    last = history.index(starts[-1])
+    # The latest enrolment by position (equal facts may repeat: not history.index).
+    last = max(i for i, fact in enumerate(history) if isinstance(fact, EnrolmentStarted))
     ended = any(isinstance(fact, EnrolmentEnded) for fact in history[last:])
     if ended or month_of(starts[-1].effective_from) > month:
         return []
