@@ -36,6 +36,7 @@ from tests.conftest import DATABASE_URL
 from tests.payroll_stories import by, enrolled, ledger, staff
 
 __all__ = ["ledger"]
+pytestmark = pytest.mark.postgres
 
 
 def owed(app: CaseWork, month: str, case_id: object) -> dict[str, int]:
