@@ -35,6 +35,7 @@ from domain.commands import (
     WithdrawConsent,
 )
 from domain.errors import CaseWorkError
+from domain.payroll import SettlePayrollInstruction
 from domain.provenance import Provenance
 from domain.roles import Role
 from domain.values import Channel, Programme
@@ -154,6 +155,8 @@ def translate(event: CloudEvent, situation: Situation) -> list[Command]:
     if isinstance(event, VerificationReportedEvent):
         return _verification(event, _case(event, situation))
     if isinstance(event, PaymentSettledEvent):
+        if event.data.instruction_id is not None:  # a payroll instruction: its cycle decides
+            return [_payroll_settlement(event)]
         return [_payment(event, _case(event, situation))]
     if isinstance(event, DeathRegisteredEvent):
         return _death(event, situation.case)
@@ -253,6 +256,18 @@ def _payment(event: PaymentSettledEvent, case: CaseFacts) -> Command:
         amount_fen=data.amount_fen,
         payment_ref=data.payment_ref,
         by=by,
+    )
+
+
+def _payroll_settlement(event: PaymentSettledEvent) -> Command:
+    data = event.data
+    return SettlePayrollInstruction(
+        instruction_id=data.instruction_id or "",
+        outcome=data.outcome,
+        amount_fen=data.amount_fen,
+        payment_ref=data.payment_ref,
+        failure=data.failure or "",
+        by=provenance(event),
     )
 
 
