@@ -139,7 +139,7 @@ def alerts(count: int) -> list[MonitoringAlertEvent]:
                 "id": f"alert-{i}",
                 "source": "/bench/monitoring",
                 "type": "monitoring.alert",
-                "time": moment,
+                "time": moment.isoformat(),
                 "correlationid": "bench",
                 "data": {
                     "household_id": f"HH-BENCH-{i:08d}",

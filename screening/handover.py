@@ -69,7 +69,7 @@ def hit_events(
             "id": hit_id(batch, rule, household_id),
             "source": HIT_SOURCE,
             "type": "screening.hit",
-            "time": moment,
+            "time": moment.isoformat(),
             "subject": household_id,
             "correlationid": batch,
             "data": {
@@ -81,7 +81,7 @@ def hit_events(
                 "legal_basis": basis[rule][:500],
                 "indicators": _measured(indicators),
                 "household_size": min(max(int(size), 1), 30),
-                "verify_by": verify_by,
+                "verify_by": verify_by.isoformat(),
                 "assignee": policy.assignee_for(region),
             },
         }
