@@ -110,12 +110,12 @@ def load_source(con: duckdb.DuckDBPyConnection, directory: Path, source: Source)
         rows, line = f"read_parquet({_quote(path)}, file_row_number = true)", "file_row_number + 1"
         describe = f"DESCRIBE SELECT * FROM read_parquet({_quote(path)})"
     else:
-        rows, line = "raw_rows", "rowid + 2"
-        describe = "DESCRIBE raw_rows"
+        rows, line = f"raw_{source.name}", "rowid + 2"
+        describe = f"DESCRIBE {rows}"
     try:
         if path.suffix != ".parquet":
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE raw_rows AS SELECT * FROM "
+                f"CREATE OR REPLACE TABLE {rows} AS SELECT * FROM "
                 f"read_csv({_quote(path)}, header = true, all_varchar = true)"
             )
         present = {row[0] for row in con.execute(describe).fetchall()}
@@ -127,7 +127,7 @@ def load_source(con: duckdb.DuckDBPyConnection, directory: Path, source: Source)
     if missing:
         _empty(con, source)
         report.error = f"missing column(s) {', '.join(missing)}"
-        con.execute("DROP TABLE IF EXISTS raw_rows")
+        con.execute(f"DROP TABLE IF EXISTS raw_{source.name}")
         return report
     casts = ", ".join(f"TRY_CAST({name} AS {kind}) AS {name}" for name, kind in source.columns)
     missing_value = " OR ".join(f"{name} IS NULL" for name in source.column_names)
@@ -142,9 +142,11 @@ def load_source(con: duckdb.DuckDBPyConnection, directory: Path, source: Source)
         else ""
     )
     checked = f"checked_{source.name}"
+    # The checks are a view: each reader of the source reads the file (Parquet: columnar,
+    # fast) with them; only duplicates, found once, are kept in a table.
     con.execute(
         f"""
-        CREATE OR REPLACE TABLE {checked} AS
+        CREATE OR REPLACE VIEW {checked}_rows AS
         SELECT {line} AS line, {casts},
                CASE WHEN {missing_value} THEN 'missing_value'
                     {f"WHEN {wrong_type} THEN 'wrong_type'" if wrong_type else ""}
@@ -152,20 +154,28 @@ def load_source(con: duckdb.DuckDBPyConnection, directory: Path, source: Source)
         FROM {rows}
         """
     )
-    con.execute("DROP TABLE IF EXISTS raw_rows")
-    # Duplicates: keys seen more than once (a hash aggregate); of each, the first row by
-    # line is kept.
+    # Duplicates: rows whose key was seen before (the first row by line is kept). Keys
+    # are grouped by their hash first (cheap); only a hash seen twice is compared exactly.
     key = ", ".join(source.key)
     con.execute(
         f"""
-        UPDATE {checked} SET problem = 'duplicate' WHERE line IN (
-            SELECT line FROM {checked} WHERE problem IS NULL AND ({key}) IN (
-                SELECT ({key}) FROM {checked} WHERE problem IS NULL
-                GROUP BY {key} HAVING count(*) > 1)
-            QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY line) > 1)
+        CREATE OR REPLACE TABLE {checked}_duplicates AS
+        SELECT line FROM {checked}_rows
+        WHERE problem IS NULL AND hash({key}) IN (
+            SELECT hash({key}) FROM {checked}_rows WHERE problem IS NULL
+            GROUP BY 1 HAVING count(*) > 1)
+        QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY line) > 1
         """
     )
-    _expose(con, source)
+    con.execute(
+        f"""
+        CREATE OR REPLACE VIEW {checked} AS
+        SELECT * EXCLUDE (problem), CASE WHEN problem IS NULL AND line IN (
+                   SELECT line FROM {checked}_duplicates) THEN 'duplicate'
+                   ELSE problem END AS problem
+        FROM {checked}_rows
+        """
+    )
     for problem, count in con.execute(
         f"SELECT problem, count(*) FROM {checked} GROUP BY 1"
     ).fetchall():
@@ -179,6 +189,12 @@ def load_source(con: duckdb.DuckDBPyConnection, directory: Path, source: Source)
         "WHERE problem IS NOT NULL GROUP BY problem"
     ).fetchall()
     report.examples = {str(problem): [int(n) for n in lines] for problem, lines in examples}
+    if report.rejected:
+        _expose(con, source)
+    else:
+        # Nothing refused: the rules read the file as it is (no checks on every read).
+        plain = ", ".join(f"TRY_CAST({name} AS {kind}) AS {name}" for name, kind in source.columns)
+        con.execute(f"CREATE OR REPLACE VIEW {source.name} AS SELECT {plain} FROM {rows}")
     return report
 
 
