@@ -19,6 +19,7 @@ from jiuzhu.demo_upstream import Upstream
 from jiuzhu.logging import configure_logging
 from jiuzhu.narrate import yuan
 from jiuzhu.runtime import endpoints, open_casework
+from jiuzhu.settings import Settings
 
 __all__ = ["demo"]
 
@@ -32,6 +33,9 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
     direct: Annotated[
         bool, typer.Option("--direct", help="Call CaseWork directly instead of via the broker")
+    ] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Then keep serving the API and workbench until Ctrl-C")
     ] = False,
 ) -> None:
     """Run the seed's three stories and N synthetic households; print the funnel and totals.
@@ -64,10 +68,25 @@ def demo(
         if pipeline is not None:
             pipeline.caught_up(app)
             report.read_model = pipeline.case_status_totals(report.case_ids)
-    if as_json:
-        print_json(report.as_json())
-    else:
-        _print(report)
+        if as_json:
+            print_json(report.as_json())
+        else:
+            _print(report)
+        _invite(settings, app, serve=serve, quiet=as_json)
+
+
+def _invite(settings: Settings, app: CaseWork, *, serve: bool, quiet: bool) -> None:
+    """Say where the API and workbench are (and serve them with --serve)."""
+    from api.app import create_app
+    from api.server import demo_invitation, serve_until_stopped
+    from api.settings import ApiSettings
+
+    api = ApiSettings()
+    if not quiet:
+        for line in demo_invitation(settings, api, serving=serve):
+            console.print(line, highlight=False, soft_wrap=True)
+    if serve:
+        serve_until_stopped(create_app(settings, casework=app, api_settings=api), api)
 
 
 def _record(
