@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from uuid import UUID
@@ -239,3 +240,22 @@ def test_search_by_id_card_goes_through_the_blind_index(app: CaseWork, tmp_path:
         signed_in(client, "liu.yang")
         refused = client.get("/web/search", params={"q": "610523198001011234"})
         assert refused.status_code == 403
+
+
+def test_auditor_signs_a_checkpoint_verifies_and_exports(app: CaseWork, tmp_path: Path) -> None:
+    case_id = enrolled(app)
+    with workbench(app, tmp_path) as client:
+        signed_in(client, "chen.jing")
+        assert client.post("/web/audit/checkpoint").status_code == 303
+        assert client.post("/web/audit/verify").status_code == 303
+        page = client.get("/web/audit").text
+        assert "完整，未被篡改" in page
+        assert "1 检查点" in page
+        export = client.post("/web/audit/export", data={"case_id": str(case_id)})
+        lines = [json.loads(line) for line in export.text.splitlines()]
+        assert lines[0]["kind"] == "header"
+        assert lines[-1]["kind"] == "digest"
+        assert lines[-1]["events"] == len(app.history(case_id))
+        assert "signature" in lines[-1]
+        signed_in(client, "wang.fang")
+        assert client.post("/web/audit/checkpoint").status_code == 403

@@ -141,7 +141,7 @@ ZH: dict[str, str] = {
     "findings": "问题",
     "intact": "完整，未被篡改",
     "TAMPERED": "发现篡改",
-    "Checkpoints": "签名检查点",
+    "Checkpoints": "签名检查点", "Sign a checkpoint now": "立即签署检查点",
     "Exports": "导出",
     "Up to notification": "截至通知号",
     "Running hash": "累积哈希",

@@ -49,7 +49,7 @@ from domain.errors import (
 )
 from domain.roles import Role, may_read
 from jiuzhu.audit.casework import AuditedCaseWork
-from jiuzhu.audit.checkpoints import list_checkpoints
+from jiuzhu.audit.checkpoints import list_checkpoints, make_checkpoint
 from jiuzhu.audit.export import export_case, write_export
 from jiuzhu.audit.histories import case_history
 from jiuzhu.audit.signing import key_id, load_public_key, signer_from_settings, signing_key_path
@@ -465,6 +465,20 @@ def audit_verify(request: Request) -> Response:
         at=datetime.now().astimezone(), by=viewer.actor, ok=report.ok, events=report.events,
         checkpoints=report.checkpoints, findings=[str(f) for f in report.findings[:50]],
     )  # fmt: skip
+    return RedirectResponse("/web/audit", status_code=303)
+
+
+@router.post("/audit/checkpoint")
+def audit_checkpoint(request: Request) -> Response:
+    """Sign the log as it stands (as `jiuzhu audit checkpoint --no-publish`)."""
+    viewer = viewer_of(request)
+    casework = _casework(request)
+    try:
+        casework.authorise_read(viewer.actor, viewer.role, "checkpoint_audit_trail")
+    except CaseWorkError as error:
+        return _render(request, "error.html", viewer, 403, title="Not allowed", message=str(error))
+    make_checkpoint(casework.datastore, casework.audit,
+                    signer_from_settings(request.app.state.settings))  # fmt: skip
     return RedirectResponse("/web/audit", status_code=303)
 
 
