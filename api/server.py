@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from api.settings import ApiSettings
 
-__all__ = ["QuietServer", "running_in_thread", "serve_in_loop", "url_of"]
+__all__ = ["QuietServer", "running_in_thread", "serve_in_loop", "start_api", "url_of"]
 
 
 class QuietServer(uvicorn.Server):
@@ -45,14 +45,14 @@ def url_of(server: uvicorn.Server) -> str:
 
 async def serve_in_loop(
     stack: AsyncExitStack, app: FastAPI, api: ApiSettings, stopping: asyncio.Event
-) -> asyncio.Task[None]:
-    """Serve the app in the running loop until stopping is set; the server's task."""
+) -> tuple[QuietServer, asyncio.Task[None]]:
+    """Serve the app in the running loop until stopping is set; the server and its task."""
     server = QuietServer(_config(app, api.host, api.port))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()  # raises why it could not start (e.g. the port is taken)
-            raise RuntimeError("the API server stopped before it started")
+            raise RuntimeError(f"the API could not listen on {api.host}:{api.port}")
         await asyncio.sleep(0.02)
 
     async def stop() -> None:
@@ -64,7 +64,7 @@ async def serve_in_loop(
         await stop()
 
     stack.push_async_callback(stop)
-    return asyncio.create_task(stop_when_asked())
+    return server, asyncio.create_task(stop_when_asked())
 
 
 @contextmanager
@@ -82,3 +82,17 @@ def running_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> I
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+async def start_api(
+    stack: AsyncExitStack, casework: Any, settings: Any, stopping: asyncio.Event, health: Any
+) -> asyncio.Task[None]:
+    """`jiuzhu serve api`: the app on the service's CaseWork, until the service stops."""
+    from api.app import create_app
+
+    api = ApiSettings()
+    app = create_app(settings, casework=casework, api_settings=api)
+    server, task = await serve_in_loop(stack, app, api, stopping)
+    health.checks["api"] = lambda: server.started and not server.should_exit
+    health.figures["api"] = lambda: {"url": url_of(server)}
+    return task

@@ -191,7 +191,9 @@ class CaseWork(Application[UUID]):
         return self._on_case(
             GrantEmergencyRelief,
             command,
-            lambda c, x: c.grant_emergency_relief(x.grant_id, x.amount_fen, by=x.by),
+            lambda c, x: c.grant_emergency_relief(
+                x.grant_id, x.amount_fen, by=x.by, policy=self.policy
+            ),
         )
 
     def regularise_emergency_relief(self, command: RegulariseEmergencyRelief | Given) -> int:
@@ -199,7 +201,7 @@ class CaseWork(Application[UUID]):
         return self._on_case(
             RegulariseEmergencyRelief,
             command,
-            lambda c, x: c.regularise_emergency_relief(x.grant_id, by=x.by),
+            lambda c, x: c.regularise_emergency_relief(x.grant_id, by=x.by, policy=self.policy),
         )
 
     def deliver_service(self, command: DeliverService | Given) -> int:

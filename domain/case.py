@@ -20,6 +20,7 @@ from domain.errors import (
     NoticePeriodError,
     OutsideEnrolmentPeriodError,
     ReasonRequiredError,
+    SelfApprovalError,
     UnknownItemError,
     VerificationRequiredError,
 )
@@ -98,6 +99,7 @@ class Case(Aggregate):
             case.payments = {}
             case.paid_total_fen = 0
             case.emergency_grants = {}
+            case.assessed_by = None
             case.referrals = {}
             case.services_delivered = 0
 
@@ -159,6 +161,7 @@ class Case(Aggregate):
         def apply_to(self, case: Case) -> None:
             case.measures = [dict(m) for m in self.measures]
             case.objection_open = False
+            case.assessed_by = self.actor
 
     class NoticePublished(Event):
         """The proposed dibao decision is on public notice (公示) from a date."""
@@ -235,6 +238,7 @@ class Case(Aggregate):
             case.emergency_grants[self.grant_id] = {
                 "amount_fen": self.amount_fen,
                 "regularised": False,
+                "granted_by": self.actor,
             }
             case.paid_total_fen += self.amount_fen
 
@@ -345,6 +349,7 @@ class Case(Aggregate):
         payments: dict[str, int]
         paid_total_fen: int
         emergency_grants: dict[str, dict[str, Any]]
+        assessed_by: str | None
         referrals: dict[str, dict[str, Any]]
         services_delivered: int
 
@@ -458,6 +463,7 @@ class Case(Aggregate):
         self.check_case_is_open()
         self.check_positive_verification(f"enrolment in {programme}")
         self.check_consent(f"enrolment in {programme}")
+        self.check_four_eyes(by, f"enrol it in {programme}", policy)
         self.check_amount(amount_fen)
         current = self.enrolments.get(programme.value)
         if current is not None and current["ended_on"] is None:
@@ -521,9 +527,12 @@ class Case(Aggregate):
             **by.event_fields(),
         )
 
-    def grant_emergency_relief(self, grant_id: str, amount_fen: int, *, by: Provenance) -> None:
+    def grant_emergency_relief(
+        self, grant_id: str, amount_fen: int, *, by: Provenance, policy: Policy = DEFAULT_POLICY
+    ) -> None:
         """Pay temporary relief first; verification and paperwork follow (先行救助)."""
         self.check_case_is_open()
+        self.check_four_eyes(by, "grant it emergency relief", policy)
         self.check_amount(amount_fen)
         if grant_id in self.emergency_grants:
             raise DuplicatePaymentError(self.id, f"emergency grant {grant_id} already paid")
@@ -535,7 +544,9 @@ class Case(Aggregate):
             **by.event_fields(),
         )
 
-    def regularise_emergency_relief(self, grant_id: str, *, by: Provenance) -> None:
+    def regularise_emergency_relief(
+        self, grant_id: str, *, by: Provenance, policy: Policy = DEFAULT_POLICY
+    ) -> None:
         """Complete an emergency grant's paperwork once the household is verified."""
         self.check_case_is_open()
         grant = self.emergency_grants.get(grant_id)
@@ -548,6 +559,10 @@ class Case(Aggregate):
         self.check_consent(f"regularising emergency grant {grant_id}")
         if grant["regularised"]:
             raise UnknownItemError(self.id, f"emergency grant {grant_id} is already regularised")
+        if policy.four_eyes and grant.get("granted_by") == by.actor:
+            raise SelfApprovalError(
+                self.id, f"{by.actor} granted emergency grant {grant_id} and may not regularise it"
+            )
         self.trigger_event(Case.EmergencyReliefRegularised, grant_id=grant_id, **by.event_fields())
 
     def deliver_service(self, service: str, provider: str, *, by: Provenance) -> None:
@@ -651,6 +666,12 @@ class Case(Aggregate):
         """No step on a closed case."""
         if self.closed_at is not None:
             raise CaseIsClosedError(self.id, f"case is closed ({self.closed_reason})")
+
+    def check_four_eyes(self, by: Provenance, step: str, policy: Policy) -> None:
+        """Whoever assessed the case may not approve its outcome too (unless policy allows)."""
+        # Snapshots taken before this rule have no assessed_by.
+        if policy.four_eyes and by.actor == getattr(self, "assessed_by", None):
+            raise SelfApprovalError(self.id, f"{by.actor} assessed this case and may not {step}")
 
     def check_consent(self, step: str) -> None:
         """Verification, enrolment and referral need the household's recorded consent."""

@@ -21,6 +21,9 @@ class Policy:
     # A decision is due within 30 working days of discovery, 45 at most.
     decision_days: int = 30
     decision_days_max: int = 45
+    # Four eyes (审批分离): whoever assessed a case may not also enrol it or grant it relief,
+    # and whoever granted emergency relief may not regularise (approve) it.
+    four_eyes: bool = True
 
     def review_months(self, category: str) -> int:
         """Months between reviews for a household category."""

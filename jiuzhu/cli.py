@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from jiuzhu import cli_audit, cli_case, cli_demo, cli_privacy, cli_replay, cli_report, cli_serve
+from jiuzhu.cli_api import token as api_token
 
 __all__ = ["app", "main"]
 
@@ -24,6 +25,7 @@ app.command("replay")(cli_replay.replay_command)
 app.command("rebuild")(cli_replay.rebuild_command)
 app.command("serve")(cli_serve.serve_command)
 # Each tool registers its own command group here, one line each.
+app.command("token")(api_token)
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TextIO
+from uuid import UUID
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -25,10 +26,11 @@ from jiuzhu.audit.export import export_case, export_region, verify_export, write
 from jiuzhu.audit.histories import HistoryEntry, case_history, household_history, trace
 from jiuzhu.audit.publish import publish_checkpoints
 from jiuzhu.audit.signing import key_id, load_public_key, signer_from_settings, signing_key_path
-from jiuzhu.audit.verify import count_rows, verify_log
+from jiuzhu.audit.verify import VerifyReport, count_rows, verify_log
 from jiuzhu.cli_common import (
     ActorOpt,
     RoleOpt,
+    Who,
     console,
     err_console,
     fail,
@@ -42,7 +44,14 @@ from jiuzhu.cli_common import (
 from jiuzhu.runtime import endpoints, open_casework
 from jiuzhu.settings import Settings
 
-__all__ = ["app", "open_audited", "reading_histories"]
+__all__ = [
+    "app",
+    "export_to",
+    "open_audited",
+    "reading_histories",
+    "trusted_keys",
+    "verify_json",
+]
 
 app = typer.Typer(
     help="Audit trail: histories, exports, tamper-evidence checks.", no_args_is_help=True
@@ -199,29 +208,63 @@ def export(
         raise fail("give a CASE_ID or --region CODE --from DATE --to DATE")
     settings = load_settings()
     person = who(settings, actor, role)
+    case = parse_case_id(case_id) if case_id is not None else None
+    if case is None and (not start or not end):
+        raise fail("--region needs --from and --to (YYYY-MM-DD)")
+    first = _day(start, "--from") if start else None
+    last = _day(end, "--to") if end else None
     with open_audited(settings) as casework:
-        checked = casework.authorise_read(person.actor, person.role, "export_audit_trail")
-        personal = may_read(checked, "read_personal_data")
-        if case_id is not None:
-            entries = export_case(casework, parse_case_id(case_id), personal=personal)
-            scope: dict[str, object] = {"case_id": case_id}
-        else:
-            assert region is not None
-            if not start or not end:
-                raise fail("--region needs --from and --to (YYYY-MM-DD)")
-            first, last = _day(start, "--from"), _day(end, "--to")
-            entries = export_region(casework, region, first, last, personal=personal)
-            scope = {"region": region, "from": first.isoformat(), "to": last.isoformat()}
-        scope["exported_by"] = {"actor": person.actor, "role": Role(checked).value}
+        # Refused before the file is created: no empty export left behind.
+        casework.authorise_read(person.actor, person.role, "export_audit_trail")
         with out.open("w", encoding="utf-8") as file:
-            digest = write_export(
+            count, digest = export_to(
+                casework,
+                settings,
                 file,
-                entries,
-                scope=scope,
-                store=casework.audit.store,
-                signer=signer_from_settings(settings),
+                person,
+                case_id=case,
+                region=region,
+                first=first,
+                last=last,
             )
-    console.print(f"exported {len(entries)} events to {out}  sha256 {digest}", highlight=False)
+    console.print(f"exported {count} events to {out}  sha256 {digest}", highlight=False)
+
+
+def export_to(
+    casework: AuditedCaseWork,
+    settings: Settings,
+    file: TextIO,
+    person: Who,
+    *,
+    case_id: UUID | None = None,
+    region: str | None = None,
+    first: date | None = None,
+    last: date | None = None,
+) -> tuple[int, str]:
+    """Write a signed export of a case, or of a region's events in a period; (events, digest).
+
+    Checks that the person may export (PermissionDeniedError); personal values only for
+    roles that may read them. The CLI and the API both export through here.
+    """
+    checked = casework.authorise_read(person.actor, person.role, "export_audit_trail")
+    personal = may_read(checked, "read_personal_data")
+    if case_id is not None:
+        entries = export_case(casework, case_id, personal=personal)
+        scope: dict[str, object] = {"case_id": str(case_id)}
+    else:
+        if region is None or first is None or last is None:
+            raise ValueError("a region export needs a region, a first and a last day")
+        entries = export_region(casework, region, first, last, personal=personal)
+        scope = {"region": region, "from": first.isoformat(), "to": last.isoformat()}
+    scope["exported_by"] = {"actor": person.actor, "role": Role(checked).value}
+    digest = write_export(
+        file,
+        entries,
+        scope=scope,
+        store=casework.audit.store,
+        signer=signer_from_settings(settings),
+    )
+    return len(entries), digest
 
 
 def _day(text: str, option: str) -> date:
@@ -284,15 +327,7 @@ def verify(
                 progress=lambda n: progress.advance(task, n),
             )
     if as_json:
-        print_json(
-            {
-                "ok": report.ok,
-                "events": report.events,
-                "checkpoints": report.checkpoints,
-                "unverified_signatures": report.unverified_signatures,
-                "findings": [f.__dict__ for f in report.findings],
-            }
-        )
+        print_json(verify_json(report))
     else:
         for finding in report.findings[:200]:
             err_console.print(f"[bold red]✗[/] {finding}", highlight=False, soft_wrap=True)
@@ -310,6 +345,24 @@ def verify(
         )
     if not report.ok:
         raise typer.Exit(1)
+
+
+def verify_json(report: VerifyReport) -> dict[str, Any]:
+    """A verify report as JSON values (`jiuzhu audit verify --json`, the API)."""
+    return {
+        "ok": report.ok,
+        "events": report.events,
+        "checkpoints": report.checkpoints,
+        "unverified_signatures": report.unverified_signatures,
+        "findings": [f.__dict__ for f in report.findings],
+    }
+
+
+def trusted_keys(
+    settings: Settings, extra: list[Path] | None = None
+) -> dict[str, Ed25519PublicKey]:
+    """The public keys checkpoints are checked against: given ones and our own."""
+    return _trusted_keys(settings, extra)
 
 
 @app.command("checkpoint")

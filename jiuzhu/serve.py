@@ -20,6 +20,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.server import start_api
 from consumers.brokers import make_broker
 from consumers.projector import Feed, Projector, subscribe_projector
 from consumers.relay import Relay
@@ -37,7 +38,7 @@ __all__ = ["COMPONENTS", "ServeSettings", "Service", "serve"]
 
 log = structlog.get_logger("jiuzhu.serve")
 
-COMPONENTS = ("intake", "relay", "projector")
+COMPONENTS = ("intake", "relay", "projector", "api")
 
 
 class ServeSettings(BaseSettings):
@@ -184,6 +185,8 @@ class Service:
                     stack, app, self.broker_url, self.health, self.stopping, self.options
                 )
             )
+        if "api" in self.components:  # the HTTP API and workbench (api.server)
+            self.running.append(await start_api(stack, app, settings, self.stopping, self.health))
 
     async def _start_projector(self, app: CaseWork) -> None:
         stack, destination = self._stack, self.destination

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     )
     actor: str | None = Field(default=None, description="Who runs CLI commands, unless --actor")
     role: str | None = Field(default=None, description="Role of CLI commands, unless --role")
+    four_eyes: bool = Field(
+        default=True,
+        description="Whoever assessed a case may not enrol it or grant it relief, and whoever "
+        "granted emergency relief may not regularise it (Policy.four_eyes)",
+    )
 
     @field_validator("master_key")
     @classmethod

@@ -6,6 +6,7 @@ keeps the facts (assignee, due date, when verified) and reports derive the statu
 
 from __future__ import annotations
 
+from datetime import date
 from typing import ClassVar
 
 from psycopg import Cursor
@@ -14,9 +15,9 @@ from psycopg.sql import SQL, Identifier, Literal
 
 from domain.case import Case
 from projections.folding import Batch, FoldingReadModel, Table, folds
-from projections.regions import Criteria, Report
+from projections.regions import Criteria, Report, region_matches
 
-__all__ = ["VerificationTasks", "report"]
+__all__ = ["VerificationTasks", "report", "task_list"]
 
 TASKS = Table(
     "verification_task",
@@ -132,3 +133,47 @@ def report(curs: Cursor[DictRow], schema: str, criteria: Criteria) -> Report:
         rows=[dict(row) for row in curs.fetchall()],
         notes=["Months filter the month a task was (last) assigned."],
     )  # fmt: skip
+
+
+def task_list(
+    curs: Cursor[DictRow],
+    schema: str,
+    *,
+    today: date,
+    assignee: str | None = None,
+    region: str | None = None,
+    overdue: bool | None = None,
+    include_done: bool = False,
+    limit: int = 500,
+) -> list[dict[str, object]]:
+    """Verification tasks one by one, overdue first then by due date (an inbox, a worklist).
+
+    Open means assigned, not yet verified and the case not closed; overdue means open and
+    past its due date on `today`. `region` is a 2, 4 or 6 digit prefix (already normalised).
+    """
+    conditions = [region_matches("region", region)]
+    if not include_done:
+        conditions.append(SQL("verified_at IS NULL AND closed_at IS NULL"))
+    if assignee is not None:
+        conditions.append(SQL("assignee = {0}").format(Literal(assignee)))
+    if overdue is not None:
+        is_overdue = SQL("(verified_at IS NULL AND closed_at IS NULL AND due_on < {0})").format(
+            Literal(today)
+        )
+        conditions.append(
+            is_overdue if overdue else SQL("NOT coalesce({0}, false)").format(is_overdue)
+        )
+    curs.execute(
+        SQL(
+            "SELECT case_id, region, assignee, assigned_at, due_on, assignments, verified_at,"
+            " verdict, closed_at, (verified_at IS NULL AND closed_at IS NULL AND due_on < {today})"
+            " AS overdue FROM {schema}.verification_task WHERE {where}"
+            " ORDER BY overdue DESC, due_on NULLS LAST, case_id LIMIT {limit}"
+        ).format(
+            today=Literal(today),
+            schema=Identifier(schema),
+            where=SQL(" AND ").join(conditions),
+            limit=Literal(limit),
+        )
+    )
+    return [{**row, "overdue": bool(row["overdue"])} for row in curs.fetchall()]

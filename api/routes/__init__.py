@@ -6,12 +6,14 @@ from fastapi import APIRouter
 
 from api.routes import (
     assessments,
+    audit,
     cases,
     enrolments,
     health,
     households,
     payments,
     referrals,
+    reports,
     verification,
 )
 
@@ -26,4 +28,6 @@ ROUTERS: list[APIRouter] = [
     payments.router,
     referrals.router,
     households.router,
+    reports.router,
+    audit.router,
 ]
