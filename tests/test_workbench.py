@@ -259,3 +259,19 @@ def test_auditor_signs_a_checkpoint_verifies_and_exports(app: CaseWork, tmp_path
         assert "signature" in lines[-1]
         signed_in(client, "wang.fang")
         assert client.post("/web/audit/checkpoint").status_code == 403
+
+
+def test_the_approver_who_assessed_is_not_offered_the_enrolment(
+    app: CaseWork, tmp_path: Path
+) -> None:
+    case_id = verified(app)
+    app.assess(
+        {"case_id": case_id, "measures": [{"programme": "temporary_relief", "amount_fen": 300000}],
+         "by": {"actor": "zhao.min", "role": "approver", "reason": "panel",
+                "occurred_at": "2023-03-05T09:00:00+08:00"}},
+    )  # fmt: skip
+    with workbench(app, tmp_path) as client:
+        signed_in(client, "zhao.min")
+        page = client.get(f"/web/cases/{case_id}").text
+        assert 'id="step-enrol"' not in page  # four eyes: the domain's rule, asked on a copy
+        assert 'id="step-grant_emergency_relief"' not in page

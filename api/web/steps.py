@@ -157,10 +157,10 @@ def steps_open(case: Case, role: Role, actor: str, policy: Policy, today: date) 
     offer(
         "grant_emergency_relief",
         [FormField("amount_fen", "yuan")],
-        lambda c: c.grant_emergency_relief("(trying)", 1, by=by),
+        lambda c: c.grant_emergency_relief("(trying)", 1, by=by, policy=policy),
     )
     regularisable = choices(
-        lambda g: lambda c: c.regularise_emergency_relief(g, by=by), open_grants
+        lambda g: lambda c: c.regularise_emergency_relief(g, by=by, policy=policy), open_grants
     )
     if regularisable:
         offer(
