@@ -54,7 +54,7 @@ from jiuzhu.audit.export import export_case, write_export
 from jiuzhu.audit.histories import case_history
 from jiuzhu.audit.signing import key_id, load_public_key, signer_from_settings, signing_key_path
 from jiuzhu.audit.verify import verify_log
-from projections.regions import normalise_region, today_in_china
+from projections.regions import CHINA_TIME, normalise_region, today_in_china
 
 __all__ = ["router", "templates"]
 
@@ -462,7 +462,7 @@ def audit_verify(request: Request) -> Response:
     report = verify_log(casework.datastore, casework.audit,
                         public_keys={key_id(k): k for k in keys})  # fmt: skip
     request.app.state.web_last_verify = VerifyResult(
-        at=datetime.now().astimezone(), by=viewer.actor, ok=report.ok, events=report.events,
+        at=datetime.now(CHINA_TIME), by=viewer.actor, ok=report.ok, events=report.events,
         checkpoints=report.checkpoints, findings=[str(f) for f in report.findings[:50]],
     )  # fmt: skip
     return RedirectResponse("/web/audit", status_code=303)
