@@ -51,17 +51,18 @@ def feed(app: object, database_url: str, schema: str) -> None:
         datastore.close()
 
 
-def latencies(client: httpx.Client, path: str, count: int) -> list[float]:
-    """Milliseconds per request, after a few warm-up requests."""
+def latencies(client: httpx.Client, path: str, count: int) -> tuple[list[float], list[float]]:
+    """Milliseconds per request as the server (Server-Timing) and the client saw them."""
     for _ in range(5):
         client.get(path).raise_for_status()
-    samples = []
+    server, seen = [], []
     for _ in range(count):
         started = time.perf_counter()
         response = client.get(path)
-        samples.append((time.perf_counter() - started) * 1000)
+        seen.append((time.perf_counter() - started) * 1000)
         response.raise_for_status()
-    return samples
+        server.append(float(response.headers["server-timing"].split("dur=")[1]))
+    return server, seen
 
 
 def main() -> None:
@@ -92,6 +93,7 @@ def main() -> None:
                     "dashboard (county)": "/web/dashboard?region=610523",
                 }
                 timings: dict[str, list[float]] = {}
+                round_trips: dict[str, list[float]] = {}
                 for actor, names in (
                     ("wang.fang", list(pages)[:4]),
                     ("zhao.min", ["approvals (approver)"]),
@@ -100,16 +102,17 @@ def main() -> None:
                     client.post("/web/login", data={"actor": actor})
                     for name in names:
                         path = pages.get(name, "/web/approvals")
-                        timings[name] = latencies(client, path, args.requests)
+                        timings[name], round_trips[name] = latencies(client, path, args.requests)
         finally:
             app.close()
-    raw = timings.pop("static file (raw baseline)")
-    raw_p50, raw_p99 = percentile(raw, 50), percentile(raw, 99)
-    rows = [Row("static file p50", raw_p50, "ms"), Row("static file p99", raw_p99, "ms")]
-    for name, samples in timings.items():
-        rows.append(Row(f"{name} p50", percentile(samples, 50), "ms", raw_p50, "static p50"))
-        rows.append(Row(f"{name} p99", percentile(samples, 99), "ms", raw_p99, "static p99"))
-    print_table(f"Workbench pages, {args.requests} requests each, one client", rows)
+    for title, figures in (("server time (Server-Timing)", timings), ("round trip", round_trips)):
+        raw = figures.pop("static file (raw baseline)")
+        raw_p50, raw_p99 = percentile(raw, 50), percentile(raw, 99)
+        rows = [Row("static file p50", raw_p50, "ms"), Row("static file p99", raw_p99, "ms")]
+        for name, samples in figures.items():
+            rows.append(Row(f"{name} p50", percentile(samples, 50), "ms", raw_p50, "static p50"))
+            rows.append(Row(f"{name} p99", percentile(samples, 99), "ms", raw_p99, "static p99"))
+        print_table(f"Workbench pages, {title}, {args.requests} requests each, one client", rows)
     worst = max(timings, key=lambda name: percentile(timings[name], 99))
     worst_p99 = percentile(timings[worst], 99)
     print_targets(
@@ -117,7 +120,7 @@ def main() -> None:
             Target(
                 f"every page under {TARGET_P99_MS:.0f} ms at p99",
                 worst_p99 < TARGET_P99_MS,
-                f"slowest {worst}: p99 {worst_p99:.1f} ms (static file p99 {raw_p99:.1f} ms)",
+                f"slowest {worst}: server time p99 {worst_p99:.1f} ms",
             )
         ]
     )

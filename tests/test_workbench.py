@@ -206,7 +206,10 @@ def test_english_switch(app: CaseWork, tmp_path: Path) -> None:
 
 def test_static_vendor_files_are_served(app: CaseWork, tmp_path: Path) -> None:
     with workbench(app, tmp_path) as client:
-        assert client.get("/static/vendor/htmx.min.js").status_code == 200
+        htmx = client.get("/static/vendor/htmx.min.js")
+        assert htmx.status_code == 200
+        assert htmx.headers["server-timing"].startswith("app;dur=")
+        assert "server-timing" not in client.get("/health").headers  # the API's own answers
         assert b"echarts" in client.get("/static/vendor/echarts.min.js").content[:2000]
 
 

@@ -17,9 +17,11 @@ def include(app: FastAPI) -> None:
     from api.web.pages import login_required, router
     from api.web.session import LoginRequiredError
     from api.web.settings import OidcSettings
+    from api.web.timing import ServerTiming
 
     if not hasattr(app.state, "oidc"):
         app.state.oidc = OidcSettings()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(router)
     app.add_exception_handler(LoginRequiredError, login_required)
+    app.add_middleware(ServerTiming)
