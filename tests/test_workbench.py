@@ -159,6 +159,11 @@ def test_inbox_approvals_and_dashboard_read_the_read_models(
          "by": {"actor": "zhao.min", "role": "approver", "reason": "panel",
                 "occurred_at": "2023-03-05T09:00:00+08:00"}},
     )  # fmt: skip
+    app.publish_notice(
+        {"case_id": assessed, "starts_on": date(2023, 3, 6),
+         "by": {"actor": "wang.fang", "role": "caseworker", "reason": "公示",
+                "occurred_at": "2023-03-06T09:00:00+08:00"}},
+    )  # fmt: skip
     enrolled(app)
     with workbench(app, tmp_path) as client:
         signed_in(client, "wang.fang")
@@ -169,6 +174,9 @@ def test_inbox_approvals_and_dashboard_read_the_read_models(
         visits = inbox[inbox.index('id="visits"') :].split("</section>")[0]
         assert visits.count("已逾期") == 1
         assert "待复核" in inbox  # the enrolled case's review fell due in 2023
+        notices = inbox[inbox.index('id="notices"') :].split("</section>")[0]
+        assert "HH-ASSESSED" in notices
+        assert "公示期满" in notices
         signed_in(client, "zhao.min")
         queue = client.get("/web/approvals").text
         assert "HH-ASSESSED" in queue
