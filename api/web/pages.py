@@ -64,6 +64,7 @@ templates = Environment(
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,
+    auto_reload=False,  # templates ship with the code: no stat() of each file per page
 )
 templates.filters["yuan"] = lambda fen: "—" if fen is None else f"¥{int(fen) / 100:,.2f}"
 templates.filters["day"] = lambda v: "—" if v is None else str(v)[:10]
