@@ -24,6 +24,7 @@ from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
@@ -56,7 +57,13 @@ _PATH_TYPES: dict[str, Any] = {
 }
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ProblemBody, "description": text}
+    code: {
+        "model": ProblemBody,
+        "description": text,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemBody"}}
+        },
+    }
     for code, text in (
         (401, "No valid bearer token"),
         (403, "The role may not run this command (nothing was appended)"),
@@ -86,10 +93,23 @@ class _Provenance(BaseModel):
     )
 
 
+# Checked by validators in domain.values; told to clients (and fuzzers) as patterns too.
+_PATTERNS = {
+    "region": r"^[1-8][0-9]{5}$",
+    "period": r"^([0-9]{4}-(0[1-9]|1[0-2])|one-off)$",
+}
+
+
+def _documented(name: str, info: FieldInfo) -> FieldInfo:
+    if name not in _PATTERNS:
+        return info
+    return FieldInfo.merge_field_infos(info, json_schema_extra={"pattern": _PATTERNS[name]})
+
+
 def body_model(kind: type[Command], path_fields: tuple[str, ...]) -> type[BaseModel]:
     """The request body of a command: its fields less `by` and the path's, plus provenance."""
     fields: dict[str, Any] = {
-        name: (info.annotation, info)
+        name: (info.annotation, _documented(name, info))
         for name, info in kind.model_fields.items()
         if name != "by" and name not in path_fields
     }
@@ -301,6 +321,7 @@ def add_command(
                 Header(
                     alias="If-Match",
                     max_length=100,
+                    pattern=r'^(\*|(W/)?"?[0-9]+"?)$',
                     description="The case version (ETag) the step was decided on",
                 ),
             ],

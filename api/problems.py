@@ -7,6 +7,7 @@ Nothing a client sends yields a traceback: unexpected errors answer a bare 500 p
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 from uuid import UUID
 
@@ -153,7 +154,12 @@ def from_error(request: Request | None, error: Exception) -> JSONResponse:
             "the event store cannot be reached just now; nothing was saved, try again",
             headers={"Retry-After": "5"},
         )
-    log.exception("unexpected error", error=repr(error))
+    # A plain traceback: a pretty console renderer takes seconds to draw one with locals.
+    log.error(
+        "unexpected error",
+        error=repr(error),
+        traceback="".join(traceback.format_exception(error)),
+    )
     return problem_response(request, 500, "internal-error", "an unexpected error; it was logged")
 
 

@@ -60,6 +60,9 @@ def make_broker(url: str, **options: Any) -> AnyBroker:
     options.setdefault("log_level", logging.DEBUG)
     kind = broker_kind(url)
     if kind is BrokerKind.NATS:
+        # Reconnect for as long as it takes (nats-py gives up after 60 tries by default,
+        # about two minutes, and the process would then never consume again).
+        options.setdefault("max_reconnect_attempts", -1)
         return NatsBroker(url, **options)
     if kind is BrokerKind.RABBIT:
         return RabbitBroker(url, **options)

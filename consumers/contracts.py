@@ -4,22 +4,40 @@ Upstream systems publish on `relief.upstream.<type>` in CloudEvents *structured*
 body is one JSON object with the envelope attributes and the type's `data`. The message's
 identity is `source` + `id`; the optional extension attribute `correlationid` joins it to a
 conversation (e.g. the alert an application answers).
+
+Limits the contract states (and the intake enforces, so that every accepted message makes
+events every follower can carry and fold): a body of at most MAX_BODY_BYTES; `time` an RFC
+3339 string with offset in [TIME_FROM, TIME_UNTIL); bounded lists, maps and strings; no
+U+0000 anywhere (PostgreSQL text cannot hold it).
 """
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+)
 
 from domain.commands import Fen, Period, PersonalData, RegionCode, Text
 from domain.values import Programme, Verdict
 
 __all__ = [
     "EVENT_TYPES",
+    "MAX_BODY_BYTES",
+    "TIME_FROM",
+    "TIME_UNTIL",
     "ApplicationSubmitted",
     "ApplicationSubmittedEvent",
     "BadMessageError",
@@ -31,11 +49,47 @@ __all__ = [
     "MonitoringAlertEvent",
     "PaymentSettled",
     "PaymentSettledEvent",
+    "ScreeningHit",
+    "ScreeningHitEvent",
     "UpstreamEvent",
     "VerificationReported",
     "VerificationReportedEvent",
+    "message_key_of",
     "parse_upstream",
 ]
+
+# A message body bigger than this is refused: its events must fit a broker message (1 MB).
+MAX_BODY_BYTES = 64 * 1024
+# The business time accepted: every follower can place it in a month in China Standard
+# Time (a year-9999 or year-1 time overflowed the projector's month arithmetic).
+TIME_FROM = datetime(1949, 10, 1, tzinfo=UTC)
+TIME_UNTIL = datetime(2100, 1, 1, tzinfo=UTC)
+# RFC 3339 date-time with offset, ASCII digits only (pydantic alone also takes numbers).
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _rfc3339_text(value: Any) -> Any:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        msg = "must be an RFC 3339 date-time string with offset, e.g. 2023-06-05T09:30:00+08:00"
+        raise ValueError(msg)
+    return value
+
+
+def _in_time_range(value: datetime) -> datetime:
+    if not TIME_FROM <= value < TIME_UNTIL:
+        msg = f"must be from {TIME_FROM.isoformat()} until {TIME_UNTIL.isoformat()} (excluded)"
+        raise ValueError(msg)
+    return value
+
+
+BusinessTime = Annotated[
+    AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_time_range)
+]
+# Keys of the free-form maps (indicators, facts).
+MapKey = Annotated[str, Field(min_length=1, max_length=100)]
 
 HouseholdId = Annotated[
     str,
@@ -69,12 +123,14 @@ class MonitoringAlert(UpstreamData):
     region: RegionCode
     signals: list[Text] = Field(
         min_length=1,
-        description="Risk signals raised by comparing departments' data",
+        max_length=50,
+        description="Risk signals raised by comparing departments' data (1 to 50)",
         examples=[["medical spending jumped", "income fell"]],
     )
-    indicators: dict[str, int | float | str] = Field(
+    indicators: dict[MapKey, StrictInt | float | Annotated[str, Field(max_length=500)]] = Field(
         default_factory=dict,
-        description="The measured indicators behind the signals",
+        max_length=100,
+        description="The measured indicators behind the signals (at most 100)",
         examples=[{"medical_spending_yuan": 47000, "income_change_pct": -35}],
     )
     household_size: HouseholdSize = 1
@@ -93,6 +149,7 @@ class ApplicationSubmitted(UpstreamData):
     )
     programmes: list[Programme] = Field(
         min_length=1,
+        max_length=20,
         description="Programmes asked for",
         examples=[["rural_dibao", "temporary_relief"]],
     )
@@ -140,9 +197,10 @@ class VerificationReported(CaseAddressed):
     monthly_income_fen: StrictInt = Field(
         ge=0, description="The household's monthly income, in fen", examples=[250000]
     )
-    facts: dict[str, str] = Field(
+    facts: dict[MapKey, Annotated[str, Field(max_length=500)]] = Field(
         default_factory=dict,
-        description="Non-personal findings",
+        max_length=50,
+        description="Non-personal findings (at most 50)",
         examples=[{"illness": "uraemia, dialysis", "housing": "own house"}],
     )
 
@@ -161,6 +219,14 @@ class PaymentSettled(CaseAddressed):
     )
     failure: str | None = Field(
         default=None, max_length=500, description="Why it failed", examples=["account closed"]
+    )
+    instruction_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="The payroll instruction settled (from `jiuzhu payroll export`): the "
+        "cycle then decides; a second settlement is a finding, never a second payment",
+        examples=["PI-2023-06-rural_dibao-610523-000017"],
     )
 
 
@@ -195,13 +261,16 @@ class CloudEvent(BaseModel):
         description="The upstream system (URI-reference); recorded as the actor",
         examples=["/shaanxi/monitoring-platform"],
     )
-    time: AwareDatetime = Field(
-        description="When it happened (RFC 3339, with offset); the events' business time",
+    time: BusinessTime = Field(
+        description=(
+            "When it happened (RFC 3339 string, with offset), from 1949-10-01T00:00:00Z "
+            "until 2100-01-01T00:00:00Z (excluded); the events' business time"
+        ),
         examples=["2023-06-05T09:30:00+08:00"],
     )
     subject: str | None = Field(default=None, max_length=200, examples=["HH-610523-0001"])
     datacontenttype: str = Field(default="application/json", pattern=r"^application/json")
-    dataschema: str | None = None
+    dataschema: str | None = Field(default=None, max_length=500)
     type: str = Field(description="The message's type; also the last part of its subject")
     data: UpstreamData
     correlationid: str | None = Field(
@@ -213,8 +282,8 @@ class CloudEvent(BaseModel):
 
     @property
     def message_key(self) -> str:
-        """The message's identity: dedup key of its receipt."""
-        return f"{self.source}/{self.id}"
+        """The message's identity: dedup key of its receipt (see message_key_of)."""
+        return message_key_of(self.source, self.id)
 
     @property
     def causation_id(self) -> str:
@@ -262,12 +331,56 @@ class DeathRegisteredEvent(CloudEvent):
     data: DeathRegistered
 
 
+class ScreeningHit(UpstreamData):
+    """A data comparison batch found a household (jiuzhu screen run): one rule, one hit."""
+
+    household_id: HouseholdId
+    region: RegionCode
+    batch: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="The batch (also the correlation id)", examples=["2023-06"],
+    )  # fmt: skip
+    rule: str = Field(
+        min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+        description="The rule that found the household", examples=["medical_self_pay"],
+    )  # fmt: skip
+    finding: Text = Field(
+        description="What the comparison found, for the caseworker",
+        examples=["medical self-pay 47000 yuan over 3 claims in 365 days"],
+    )
+    legal_basis: Text = Field(
+        description="The rule's legal basis",
+        examples=["Interim Measures for Social Assistance, arts. 11 and 28"],
+    )
+    indicators: dict[str, int | float | str | None] = Field(
+        default_factory=dict,
+        description="The measured figures behind the finding",
+        examples=[{"self_pay_yuan": 47000, "claims": 3}],
+    )
+    household_size: HouseholdSize = 1
+    verify_by: date = Field(
+        description="When the verification (or review) visit is due", examples=["2023-07-15"]
+    )
+    assignee: Text = Field(
+        description="Who receives the verification task", examples=["civil-affairs-610523"]
+    )
+
+
+class ScreeningHitEvent(CloudEvent):
+    """`screening.hit`: opens a case with a verification task, attaches a signal to the open
+    case, or, for an enrolled household, issues a review visit (eligibility review)."""
+
+    type: Literal["screening.hit"]
+    data: ScreeningHit
+
+
 UpstreamEvent = Annotated[
     MonitoringAlertEvent
     | ApplicationSubmittedEvent
     | VerificationReportedEvent
     | PaymentSettledEvent
-    | DeathRegisteredEvent,
+    | DeathRegisteredEvent
+    | ScreeningHitEvent,
     Field(discriminator="type"),
 ]
 
@@ -277,7 +390,18 @@ EVENT_TYPES: dict[str, type[CloudEvent]] = {
     "verification.reported": VerificationReportedEvent,
     "payment.settled": PaymentSettledEvent,
     "civil.death_registered": DeathRegisteredEvent,
+    "screening.hit": ScreeningHitEvent,
 }
+
+
+def message_key_of(source: str, message_id: str) -> str:
+    """`source/id`, unambiguous: '%' and '/' in the id are percent-encoded.
+
+    `source/id` alone let {source: /a/coll, id: c1} and {source: /a, id: coll/c1} collide
+    (the second was taken for a duplicate). With no '/' left in the id, the last '/'
+    splits the key; an id without '%' or '/' keeps the key it always had.
+    """
+    return f"{source}/{message_id.replace('%', '%25').replace('/', '%2F')}"
 
 
 class BadMessageError(ValueError):
@@ -288,14 +412,38 @@ class BadMessageError(ValueError):
         super().__init__(f"{reason}: {detail}")
 
 
+def _nul_at(value: Any, path: str) -> str | None:
+    """Where a U+0000 is in parsed JSON (a key or a string), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return where
+            if (found := _nul_at(item, where)) is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := _nul_at(item, f"{path}.{index}")) is not None:
+                return found
+    return None
+
+
 def parse_upstream(body: bytes) -> CloudEvent:
     """The typed envelope of a message body, or BadMessageError saying what is wrong."""
+    if len(body) > MAX_BODY_BYTES:
+        detail = f"body: {len(body)} bytes, over the contract's limit of {MAX_BODY_BYTES}"
+        raise BadMessageError("invalid_schema", detail)
     try:
         raw: Any = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise BadMessageError("not_json", f"body is not JSON ({error})") from None
     if not isinstance(raw, dict):
         raise BadMessageError("invalid_schema", "body is not a JSON object")
+    if (where := _nul_at(raw, "")) is not None:
+        detail = f"{where}: contains U+0000 (NUL), which no text field may hold"
+        raise BadMessageError("invalid_schema", _escaped(detail))
     kind = raw.get("type")
     if not isinstance(kind, str):
         raise BadMessageError("invalid_schema", "missing CloudEvents attribute 'type'")
@@ -310,3 +458,7 @@ def parse_upstream(body: bytes) -> CloudEvent:
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
         )
         raise BadMessageError("invalid_schema", problems) from None
+
+
+def _escaped(text: str) -> str:
+    return text.replace("\x00", "\\u0000")

@@ -8,12 +8,17 @@ Redis: one stream keyed by the prefix (the type is in the envelope), a consumer 
 created at "0" so messages sent before the intake first ran are read, and a dead-letter
 stream. Kafka: one topic named after the prefix and a dead-letter topic.
 
-A dead letter is the original body, byte for byte, with the original headers plus
+A dead letter is the original body, byte for byte, with the original headers that are
+safe to copy (plain names, none of the broker's own `Nats-*` directives) plus
 `x-deadletter-*` headers naming the reason, the error class, its detail and the origin.
+A dead letter always fits the broker's message size: past it, the body is cut and
+`x-deadletter-truncated` gives the original size and `x-deadletter-sha256` its digest.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,11 +39,15 @@ __all__ = [
     "ORIGIN",
     "REASON",
     "REASONS",
+    "SHA256",
+    "TRUNCATED",
     "IntakePlaces",
     "deadletter_headers",
     "declare_intake",
+    "fitted",
     "origin_of",
     "publish_dead_letter",
+    "safe_headers",
 ]
 
 REASON = "x-deadletter-reason"
@@ -47,6 +56,8 @@ DETAIL = "x-deadletter-detail"
 ORIGIN = "x-deadletter-origin"
 MESSAGE_KEY = "x-deadletter-message-key"
 AT = "x-deadletter-at"
+TRUNCATED = "x-deadletter-truncated"
+SHA256 = "x-deadletter-sha256"
 
 # The reasons a message is dead-lettered, as written in the REASON header.
 REASONS = {
@@ -58,6 +69,11 @@ REASONS = {
     "unexpected_error": "the intake failed on it in a way it does not expect (a bug)",
 }
 _DETAIL_LIMIT = 1000
+# Original headers copied onto a dead letter: a plain token name, at most this many.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_COPIED_LIMIT = 32
+# Room kept for the protocol's own framing when a dead letter must fit the broker's limit.
+_FRAMING = 512
 
 
 @dataclass(frozen=True)
@@ -105,7 +121,7 @@ def deadletter_headers(
     message_key: str = "",
 ) -> dict[str, str]:
     """The original headers plus the dead letter's own."""
-    headers = {k: v for k, v in original.items() if isinstance(v, str) and k != "Nats-Msg-Id"}
+    headers = safe_headers(original)
     headers.update(
         {
             REASON: reason,
@@ -118,6 +134,49 @@ def deadletter_headers(
     if message_key:
         headers[MESSAGE_KEY] = _header(message_key)
     return headers
+
+
+def safe_headers(original: Mapping[str, Any]) -> dict[str, str]:
+    """The original headers a dead letter may carry without being refused.
+
+    Not `Nats-*` (a copied Nats-Expected-Stream made the broker refuse every dead letter,
+    and the message was retried forever), not a name the protocol cannot carry
+    (`x(fuzz)`), not our own `x-deadletter-*` (a redriven letter failing again gets fresh
+    ones); values flattened to one bounded line of ASCII.
+    """
+    headers: dict[str, str] = {}
+    for name, value in original.items():
+        if len(headers) >= _COPIED_LIMIT:
+            break
+        if not isinstance(name, str) or not isinstance(value, str):
+            continue
+        lowered = name.lower()
+        if not _SAFE_NAME.fullmatch(name) or lowered.startswith(("nats-", "x-deadletter-")):
+            continue
+        headers[name] = _header(value)
+    return headers
+
+
+def fitted(body: bytes, headers: dict[str, str], limit: int) -> tuple[bytes, dict[str, str]]:
+    """A dead letter cut to fit a broker's message size, saying so; as is when it fits."""
+    size = len(body) + sum(len(k) + len(v) + 4 for k, v in headers.items()) + _FRAMING
+    if size <= limit:
+        return body, headers
+    marked = {
+        **headers,
+        TRUNCATED: str(len(body)),
+        SHA256: hashlib.sha256(body).hexdigest(),
+    }
+    room = limit - _FRAMING - sum(len(k) + len(v) + 4 for k, v in marked.items())
+    if room < 0:  # the headers alone are too big: keep only the dead letter's own
+        marked = {k: v for k, v in marked.items() if k.startswith(("x-deadletter-", "Nats-Msg"))}
+        room = limit - _FRAMING - sum(len(k) + len(v) + 4 for k, v in marked.items())
+    return body[: max(room, 0)], marked
+
+
+def _nats_limit(broker: NatsBroker) -> int:
+    connection = broker.config.connection_state.connection
+    return int(getattr(connection, "max_payload", 0) or 1024 * 1024)
 
 
 async def publish_dead_letter(
@@ -135,6 +194,7 @@ async def publish_dead_letter(
             headers = {**headers, "Nats-Msg-Id": dedup_id}
         # nats-py's JetStream publish waits for the stream's ack (a core publish would not).
         js = broker.config.connection_state.stream
+        body, headers = fitted(body, headers, _nats_limit(broker))
         await js.publish(places.deadletter, body, headers=headers, timeout=10.0)
     elif isinstance(broker, RabbitBroker):
         # Declared again (idempotent, and dead letters are rare): unroutable would be lost.

@@ -21,9 +21,11 @@ from eventsourcing.persistence import Notification
 from projections.decoding import LogRow
 
 __all__ = [
+    "CLAIM_CHECK",
     "EVENTS_PREFIX",
     "EventMessage",
     "UndecodableEventError",
+    "claim_checked",
     "encode",
     "event_id",
     "log_row",
@@ -42,6 +44,16 @@ TYPE = "type"
 CORRELATION_ID = "correlation-id"
 CAUSATION_ID = "causation-id"
 NATS_MSG_ID = "Nats-Msg-Id"
+# An event too big for a broker message travels without its body: the consumer reads the
+# state from the event store at the notification id (a claim check; PostgreSQL has it).
+CLAIM_CHECK = "claim-check"
+
+
+def claim_checked(message: EventMessage) -> EventMessage:
+    """The message without its body, marked to be read back from the event store."""
+    headers = {**message.headers, CLAIM_CHECK: f"notification:{message.notification_id}"}
+    return EventMessage(message.subject, b"", headers, message.notification_id, message.case_id)
+
 
 _WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 

@@ -384,9 +384,13 @@ class _Intake:
         for delivery in deliveries:
             try:
                 event = parse_upstream(delivery.body)
-                self._check_subject(delivery.origin, event)
             except BadMessageError as error:
                 await self.dead_letter(delivery, error.reason, error)
+                continue
+            try:
+                self._check_subject(delivery.origin, event)
+            except BadMessageError as error:
+                await self.dead_letter(delivery, error.reason, error, event)
                 continue
             good.append((delivery, event))
         if not good:
@@ -437,8 +441,9 @@ class _Intake:
 
     def _check_subject(self, origin: str, event: CloudEvent) -> None:
         # Subjects name the type (NATS, RabbitMQ); a single stream (Redis, Kafka) does not.
-        if origin.startswith(f"{self.places.prefix}.") and not origin.endswith(f".{event.type}"):
-            detail = f"subject {origin} does not end with the envelope's type {event.type}"
+        expected = f"{self.places.prefix}.{event.type}"
+        if origin.startswith(f"{self.places.prefix}.") and origin != expected:
+            detail = f"subject {origin} is not {expected}, the envelope's type's subject"
             raise BadMessageError("type_mismatch", detail)
 
     async def dead_letter(
@@ -455,11 +460,20 @@ class _Intake:
             delivery.headers, reason=reason, error=error, origin=origin, message_key=key
         )
         try:
-            await publish_dead_letter(
-                self.broker, self.places, delivery.body, headers, dedup_id=delivery.dedup_id
-            )
+            try:
+                await publish_dead_letter(
+                    self.broker, self.places, delivery.body, headers, dedup_id=delivery.dedup_id
+                )
+            except Exception as refused:
+                # Something in the letter itself (a header, its size)? Once more with only
+                # the dead letter's own headers; an outage fails this too, and is retried.
+                log.warning("dead letter refused, sent bare", error=repr(refused))
+                bare = {k: v for k, v in headers.items() if k.startswith("x-deadletter-")}
+                await publish_dead_letter(
+                    self.broker, self.places, delivery.body, bare, dedup_id=delivery.dedup_id
+                )
         except Exception as failure:
-            log.exception("dead letter not published", reason=reason, origin=origin)
+            log.warning("dead letter not published", reason=reason, error=repr(failure))
             await self.retry_later([(delivery, failure)])
             return
         await delivery.ack()

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
-import psycopg
 import structlog
-from eventsourcing.persistence import Mapper
+from eventsourcing.persistence import IntegrityError, Mapper
 from eventsourcing.postgres import PostgresDatastore
 from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
@@ -34,11 +33,11 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from consumers.brokers import AnyBroker
-from consumers.event_messages import UndecodableEventError, log_row
+from consumers.event_messages import CLAIM_CHECK, UndecodableEventError, log_row
 from consumers.nats_pull import ConsumerGoneError, Puller
 from consumers.rabbit_order import DeliveryRuns
 from consumers.streams import EventsDestination
-from projections.base import LogBatch, Positioned, ReadModel, read_model_transaction
+from projections.base import LogBatch, Positioned, ReadModel, apply_together
 from projections.decoding import EventDecoder, LogRow
 
 __all__ = [
@@ -48,6 +47,7 @@ __all__ = [
     "Projector",
     "ProjectorStats",
     "StoppingError",
+    "stored_states",
     "subscribe_projector",
 ]
 
@@ -65,6 +65,8 @@ IDLE_FETCH_SECONDS = 1.0
 # BATCH_LINGER_SECONDS. Fewer, fuller batches mean fewer read-model transactions.
 BATCH_LINGER_SECONDS = 0.05
 BATCH_QUIET_SECONDS = 0.005
+# A batch whose tracking record collides with another writer's is tried again this often.
+CONFLICT_RETRIES = 3
 
 
 class DeadLetterer(Protocol):
@@ -88,6 +90,8 @@ class ProjectorStats:
     dead_lettered: int = 0
     position: int = 0
     failing: bool = False
+    faults: int = 0
+    parked: int = 0  # events a read model could not fold, parked with a finding
     halted: str | None = None
     heartbeat: float = field(default_factory=time.monotonic)
 
@@ -102,6 +106,7 @@ class Projector:
         *,
         application_name: str,
         deadletter: DeadLetterer,
+        claims: Callable[[Sequence[int]], dict[int, bytes]] | None = None,
     ) -> None:
         self.read_models = list(read_models)
         self._by_datastore: dict[PostgresDatastore, list[ReadModel]] = {}
@@ -112,6 +117,8 @@ class Projector:
         self.decoder = EventDecoder(mapper, [type(model) for model in self.read_models])
         self.application_name = application_name
         self.deadletter = deadletter
+        # The stored state of claim-checked events (too big for the broker), by notification id.
+        self.claims = claims
         self.stats = ProjectorStats()
         self.stopping = asyncio.Event()
         self._busy = asyncio.Lock()
@@ -138,12 +145,26 @@ class Projector:
                     await self._dead_letter(headers, body, str(error))
                     continue
                 rows.setdefault(row[0], (row, (headers, body)))  # a repeat is the same event
+            await self._redeem(rows)
             # Brokers deliver in order; sorting guards the skip-by-position within a batch.
             events = await self._decode([rows[position] for position in sorted(rows)])
             if events:
                 await self._apply(events)
             self.stats.batches += 1
             self.stats.heartbeat = time.monotonic()
+
+    async def _redeem(self, rows: dict[int, tuple[LogRow, Incoming]]) -> None:
+        """Read the state of claim-checked events back from the event store."""
+        checked = [p for p, (_, (headers, _)) in rows.items() if CLAIM_CHECK in headers]
+        if not checked:
+            return
+        states = await asyncio.to_thread(self.claims, checked) if self.claims else {}
+        for position in checked:
+            row, (headers, body) = rows.pop(position)
+            if position in states:
+                rows[position] = ((*row[:4], states[position]), (headers, body))
+            else:
+                await self._dead_letter(headers, body, f"claim check {position}: not in the store")
 
     async def _decode(self, rows: list[tuple[LogRow, Incoming]]) -> LogBatch:
         """The batch's events as a rebuild decodes them; a message that fails is dead-lettered."""
@@ -185,13 +206,28 @@ class Projector:
         )
 
     async def _apply(self, events: list[Positioned]) -> None:
+        conflicts = 0
         while True:
+            parked = sum(model.parked for model in self.read_models)
             try:
                 applied = await asyncio.to_thread(self._apply_together, events)
-            except (psycopg.OperationalError, psycopg.errors.InterfaceError, OSError) as error:
-                # A transient fault: the batch's transaction rolled back whole.
+            except IntegrityError:
+                # Another projector committed these events meanwhile (two were active for
+                # a moment while the lease changed hands): the retry reads the positions
+                # again and skips what it applied. Over and over, it is a bug: halt.
+                conflicts += 1
+                if conflicts > CONFLICT_RETRIES:
+                    raise
+                log.warning("read models moved on meanwhile, applying again", tries=conflicts)
+                continue
+            except Exception as error:
+                # The database is down (eventsourcing's OperationalError wrapping psycopg's,
+                # or psycopg's own), or failing in a way no single event explains (those
+                # are parked by apply_together): the transaction rolled back whole; wait,
+                # and try again, degraded meanwhile, never halted.
                 self.stats.failing = True
-                log.warning("read models cannot commit, retrying", error=str(error))
+                self.stats.faults += 1
+                log.warning("read models cannot commit, retrying", error=repr(error))
                 try:
                     await asyncio.wait_for(self.stopping.wait(), RETRY_SECONDS)
                 except TimeoutError:
@@ -200,6 +236,13 @@ class Projector:
             self.stats.failing = False
             self.stats.applied += applied
             self.stats.position = events[-1][1]
+            if (now_parked := sum(model.parked for model in self.read_models)) > parked:
+                self.stats.parked += now_parked - parked
+                log.error(
+                    "events parked: a read model could not fold them (see parked_events)",
+                    parked=now_parked - parked,
+                    up_to=events[-1][1],
+                )
             return
 
     def _apply_together(self, events: list[Positioned]) -> int:
@@ -208,11 +251,19 @@ class Projector:
         (at 40 events a batch, 40% less CPU here than a thread and transaction each)."""
         applied = 0
         for datastore, models in self._by_datastore.items():
-            with read_model_transaction(datastore, models) as curs:
-                for model in models:
-                    done = model.apply_in(curs, events, application_name=self.application_name)
-                    applied = max(applied, done)
+            done = apply_together(datastore, models, events, application_name=self.application_name)
+            applied = max(applied, done)
         return applied
+
+
+def stored_states(app: Any, notification_ids: Sequence[int]) -> dict[int, bytes]:
+    """The stored state of events by notification id, read from an application's log."""
+    states = {}
+    for notification_id in notification_ids:
+        for notification in app.recorder.select_notifications(start=notification_id, limit=1):
+            if notification.id == notification_id:
+                states[notification_id] = notification.state
+    return states
 
 
 class Feed:
@@ -221,6 +272,7 @@ class Feed:
     def __init__(self, projector: Projector, subscriber: Any) -> None:
         self.projector = projector
         self.subscriber = subscriber
+        self.failing = False  # waiting for the broker (NATS: its last turn failed)
 
     async def recover(self) -> None:
         """Before the broker starts: take back what a killed predecessor left unacknowledged."""
@@ -243,11 +295,12 @@ async def _settle(projector: Projector, batch: Sequence[Incoming]) -> bool:
         await projector.project(batch)
     except StoppingError:
         return False
-    except Exception as error:
-        # Taking later batches would apply events past this one, and its redelivery would
-        # then be skipped as already applied: halt instead, unhealthy, until restarted.
-        log.exception("batch failed; projector halts", size=len(batch))
-        projector.halt(f"{type(error).__name__}: {error}")
+    except Exception:
+        # Events a read model cannot fold are parked, database faults retried inside: what
+        # is left (a dead letter the broker would not take...) leaves the batch unacked,
+        # to be taken again in order after a pause. Never a halt: the feed resumes.
+        log.exception("batch failed; taken again after a pause", size=len(batch))
+        projector.stats.failing = True
         return False
     return True
 
@@ -286,6 +339,7 @@ class NatsFeed(Feed):
         self.task: asyncio.Task[None] | None = None
         self.applying: asyncio.Task[bool] | None = None
         self.failing = False  # the last turn failed (broker unreachable, consumer gone)
+        self.rewind_to: int | None = None  # first sequence of a batch that failed
 
     def _js(self) -> Any:
         return self.broker.config.connection_state.stream
@@ -435,11 +489,23 @@ class NatsFeed(Feed):
         self.applying = asyncio.create_task(self._apply(batch))
 
     async def _applied(self) -> bool:
-        """Wait for the batch being applied; whether it committed and was acked."""
-        return self.applying is None or await self.applying
+        """Wait for the batch being applied; whether it committed and was acked.
+
+        A batch that failed (not for stopping) raises ConsumerGoneError: the fault path
+        restarts the consumer at that batch's first message, after a pause.
+        """
+        if self.applying is None:
+            return True
+        applied = await self.applying
+        if not applied and self.rewind_to is not None and not self.projector.stopping.is_set():
+            self.applying, self.expected, self.rewind_to = None, self.rewind_to, None
+            raise ConsumerGoneError(f"batch from stream sequence {self.expected} failed")
+        return applied
 
     async def _apply(self, batch: list[Msg]) -> bool:
         if not await _settle(self.projector, [(m.headers or {}, m.data) for m in batch]):
+            if not self.projector.stopping.is_set():
+                self.rewind_to = batch[0].metadata.sequence.stream
             return False  # left unacked: redelivered from the ack floor after a restart
         try:
             await batch[-1].ack()  # AckPolicy.ALL: acks the whole batch

@@ -20,6 +20,7 @@ from psycopg.sql import SQL, Identifier
 
 from consumers.event_messages import EventMessage, encode
 from consumers.streams import EventsDestination, Publisher
+from projections.base import DDL_XACT_LOCK
 
 __all__ = ["Relay", "RelayPosition", "RelayStats"]
 
@@ -51,6 +52,7 @@ class RelayPosition:
     def create_table(self) -> None:
         """Create the position table if missing."""
         with self.datastore.transaction(commit=True) as curs:
+            curs.execute(DDL_XACT_LOCK, (self.datastore.schema,))  # one process at a time
             curs.execute(self._create)
 
     def get(self) -> int:
@@ -77,6 +79,7 @@ class RelayStats:
     published: int = 0
     windows: int = 0
     faults: int = 0
+    failing: bool = False  # the last turn met a fault: waiting for the broker or database
     caught_up: bool = False
     # monotonic time of the last loop turn: a stuck relay stops updating it.
     heartbeat: float = field(default_factory=time.monotonic)
@@ -105,7 +108,11 @@ class Relay:
 
     def healthy(self, *, stale_after: float = 10.0) -> bool:
         """Relaying: the loop turned recently and its last window reached the broker."""
-        return time.monotonic() - self.stats.heartbeat < stale_after
+        return time.monotonic() - self.stats.heartbeat < stale_after and not self.stats.failing
+
+    def degraded(self) -> bool:
+        """Waiting out an outage: alive, not relaying."""
+        return self.stats.failing
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Relay until stopping is set; the window in flight is finished and recorded."""
@@ -115,10 +122,14 @@ class Relay:
             while not stopping.is_set():
                 try:
                     await self._relay(stopping)
-                except (OSError, TimeoutError, psycopg.Error, RuntimeError) as error:
+                except Exception as error:
+                    # Whatever the broker or the database says (NATS down: NoStreamResponseError;
+                    # PostgreSQL down: eventsourcing's OperationalError), the relay waits and
+                    # resumes from the recorded position; the broker drops what it repeats.
                     self.stats.faults += 1
+                    self.stats.failing = True
                     log.warning(
-                        "relay fault, resuming from the recorded position", error=str(error)
+                        "relay fault, resuming from the recorded position", error=repr(error)
                     )
                     await _wait(stopping, RETRY_SECONDS)
         finally:
@@ -139,6 +150,7 @@ class Relay:
                 self.stats.heartbeat = time.monotonic()
                 if not messages:
                     self.stats.caught_up = True
+                    self.stats.failing = False
                     if stopping.is_set():
                         return
                     await _wait(stopping, IDLE_POLL_SECONDS, self._wakeup)
@@ -149,6 +161,7 @@ class Relay:
                 # Read (and encode) the next window while this one is on the wire.
                 reading = self._read(last)
                 await self.publisher.publish(messages)
+                self.stats.failing = False
                 if recording is not None:
                     await recording
                 recording = asyncio.create_task(asyncio.to_thread(self.positions.record, last))

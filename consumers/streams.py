@@ -22,7 +22,13 @@ from nats.js.errors import BadRequestError
 from redis.exceptions import ResponseError
 
 from consumers.brokers import AnyBroker
-from consumers.event_messages import EVENT_ID, EVENTS_PREFIX, NATS_MSG_ID, EventMessage
+from consumers.event_messages import (
+    EVENT_ID,
+    EVENTS_PREFIX,
+    NATS_MSG_ID,
+    EventMessage,
+    claim_checked,
+)
 
 __all__ = [
     "DEADLETTER_REASON",
@@ -185,12 +191,33 @@ class NatsPublisher:
 
     async def publish(self, messages: Sequence[EventMessage]) -> None:
         js = self.broker.config.connection_state.stream
-        pending = [await js.publish_async(m.subject, m.body, headers=m.headers) for m in messages]
+        limit = self._limit()
+        pending = [
+            await js.publish_async(m.subject, m.body, headers=m.headers)
+            for m in (_fitting(m, limit) for m in messages)
+        ]
         acks = await asyncio.wait_for(asyncio.gather(*pending), self.ack_timeout)
         if acks and acks[-1].stream != self.destination.stream:
             expected = self.destination.stream
             msg = f"{messages[-1].subject} went to stream {acks[-1].stream}, not {expected}"
             raise RuntimeError(msg)
+
+    def _limit(self) -> int:
+        connection = self.broker.config.connection_state.connection
+        return int(getattr(connection, "max_payload", 0) or 1024 * 1024)
+
+
+# Room for the protocol's framing beside a message's body and headers.
+_FRAMING = 1024
+
+
+def _fitting(message: EventMessage, limit: int) -> EventMessage:
+    """The message, or its claim check when it would not fit the broker's limit.
+
+    A 1.25 MB event made the relay fail with MaxPayloadError after every restart.
+    """
+    size = len(message.body) + sum(len(k) + len(v) + 4 for k, v in message.headers.items())
+    return message if size + _FRAMING <= limit else claim_checked(message)
 
 
 class RabbitPublisher:

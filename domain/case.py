@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -29,6 +29,9 @@ from domain.provenance import Provenance
 from domain.values import ONE_OFF, PaymentBasis, Programme, Verdict, month_of
 
 __all__ = ["Case", "add_months"]
+
+# Civil dates of business times (a one-off grant ends on its payment's day) in China time.
+_CHINA_TIME = timezone(timedelta(hours=8))
 
 
 def add_months(day: date, months: int) -> date:
@@ -102,6 +105,7 @@ class Case(Aggregate):
             case.assessed_by = None
             case.referrals = {}
             case.services_delivered = 0
+            case.deadlines_passed = {}
 
     class SignalAttached(Event):
         """Another risk signal about the same household joined the open case."""
@@ -206,6 +210,9 @@ class Case(Aggregate):
                 "review_interval_months": self.review_interval_months,
                 "ended_on": None,
             }
+            if self.basis == PaymentBasis.ONE_OFF.value:
+                # A new one-off grant is paid once again: the last grant's payment is history.
+                case.payments.pop(f"{self.programme}:{ONE_OFF}", None)
 
     class Paid(Event):
         """Finance paid a benefit for a programme and period (a month or one-off)."""
@@ -218,6 +225,11 @@ class Case(Aggregate):
         def apply_to(self, case: Case) -> None:
             case.payments[f"{self.programme}:{self.period}"] = self.amount_fen
             case.paid_total_fen += self.amount_fen
+            # A one-off grant's enrolment ends with its one payment (rule since round 2;
+            # histories recorded before read the same way: the rule is in the evolution).
+            enrolment = case.enrolments.get(self.programme)
+            if self.period == ONE_OFF and enrolment is not None and enrolment["ended_on"] is None:
+                enrolment["ended_on"] = self.occurred_at.astimezone(_CHINA_TIME).date()
 
     class PaymentFailed(Event):
         """Finance reported that a payment did not go through; it may be paid again."""
@@ -325,6 +337,39 @@ class Case(Aggregate):
             case.closed_reason = self.reason
             case.closed_at = self.occurred_at
 
+    # -- deadlines: recorded by the clock (actor clock, role system) ----------------------
+
+    class DeadlinePassed(Event):
+        """A deadline of the case passed: the rule is the reason, the deadline the cause."""
+
+        deadline: str  # "<kind>:<key>" within the case, e.g. "review_due:rural_dibao"
+        kind: str
+        due_at: datetime
+
+        def apply_to(self, case: Case) -> None:
+            passed = case.__dict__.setdefault("deadlines_passed", {})
+            passed[f"{self.deadline}@{self.due_at.isoformat()}"] = {
+                "event": type(self).__name__,
+                "kind": self.kind,
+                "due_at": self.due_at,
+            }
+
+    class DeadlineWarned(DeadlinePassed):
+        """A deadline is near or passed its first term: the staff are warned."""
+
+    class Escalated(DeadlinePassed):
+        """A deadline passed with the step not done: the case goes up to the county."""
+
+        escalated_to: str
+
+    class ReviewFellDue(DeadlinePassed):
+        """An enrolment's periodic review fell due: a review task for the caseworker."""
+
+        programme: str
+
+    class ReadyForEnrolment(DeadlinePassed):
+        """The public notice ended without an open objection: the approver may enrol."""
+
     if TYPE_CHECKING:  # set by Discovered; declared here for readers and type checkers
         household_id: str
         region: str
@@ -352,6 +397,7 @@ class Case(Aggregate):
         assessed_by: str | None
         referrals: dict[str, dict[str, Any]]
         services_delivered: int
+        deadlines_passed: dict[str, dict[str, Any]]
 
     # -- commands -----------------------------------------------------------------------
 
@@ -728,10 +774,10 @@ class Case(Aggregate):
                 raise OutsideEnrolmentPeriodError(
                     self.id, f"{programme} enrolment runs {starts}..{ends}, not {period}"
                 )
-        elif enrolment["ended_on"] is not None:
-            raise OutsideEnrolmentPeriodError(self.id, f"{programme} enrolment has ended")
         if f"{programme.value}:{period}" in self.payments:
             raise DuplicatePaymentError(self.id, f"{programme} already paid for {period}")
+        if not monthly and enrolment["ended_on"] is not None:
+            raise OutsideEnrolmentPeriodError(self.id, f"{programme} enrolment has ended")
 
     def active_enrolment(self, programme: Programme) -> dict[str, Any]:
         """The active enrolment in a programme, or a rule violation naming it."""

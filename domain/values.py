@@ -21,8 +21,10 @@ __all__ = [
 # Payments of one-off grants are recorded against this period instead of a month.
 ONE_OFF = "one-off"
 
-_REGION = re.compile(r"^[1-8]\d{5}$")
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# ASCII digits and the end of the text: `\d` takes full-width and Arabic-Indic digits,
+# `$` a trailing newline.
+_REGION = re.compile(r"[1-8][0-9]{5}")
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 
 class Channel(StrEnum):
@@ -34,6 +36,7 @@ class Channel(StrEnum):
     HOTLINE = "hotline"
     FIELD_TEAM = "field_team"
     REFERRAL = "referral"
+    DATA_COMPARISON = "data_comparison"  # a screening batch's hit (数据比对)
 
 
 class Department(StrEnum):
@@ -109,7 +112,7 @@ class Verdict(StrEnum):
 
 def validate_region(code: str) -> str:
     """Return a GB/T 2260 six-digit county code, or raise ValueError naming it."""
-    if not _REGION.match(code):
+    if not _REGION.fullmatch(code):
         msg = f"region {code!r} is not a 6-digit administrative code (GB/T 2260), e.g. 610523"
         raise ValueError(msg)
     return code
@@ -117,7 +120,7 @@ def validate_region(code: str) -> str:
 
 def validate_period(period: str) -> str:
     """Return a payment period ('YYYY-MM' or 'one-off'), or raise ValueError naming it."""
-    if period != ONE_OFF and not _MONTH.match(period):
+    if period != ONE_OFF and not _MONTH.fullmatch(period):
         msg = f"period {period!r} is neither a month 'YYYY-MM' nor {ONE_OFF!r}"
         raise ValueError(msg)
     return period

@@ -10,6 +10,7 @@ from psycopg.sql import SQL, Identifier
 
 from domain.application import CaseWork
 from jiuzhu.settings import Settings
+from projections.base import ddl_lock
 
 __all__ = ["casework", "eventstore_env"]
 
@@ -52,16 +53,19 @@ def casework(
     from jiuzhu.privacy.secrets import master_key_from_settings
 
     settings = settings if settings is not None else Settings()
-    if schema != "public":
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
-    app = AuditedCaseWork(
-        env=eventstore_env(database_url, schema=schema, pool_size=pool_size),
-        master_key=master_key_from_settings(settings),
-        signer=signer_from_settings(settings),
-        checkpoint_every=settings.checkpoint_every,
-        key_cache_seconds=settings.key_cache_seconds,
-    )
+    # Tables are created one process at a time: see projections.base.ddl_lock.
+    with ddl_lock(database_url, schema):
+        if schema != "public":
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
+        app = AuditedCaseWork(
+            env=eventstore_env(database_url, schema=schema, pool_size=pool_size),
+            master_key=master_key_from_settings(settings),
+            signer=signer_from_settings(settings),
+            checkpoint_every=settings.checkpoint_every,
+            checkpoint_seconds=settings.checkpoint_seconds,
+            key_cache_seconds=settings.key_cache_seconds,
+        )
     if app.policy.four_eyes != settings.four_eyes:
         app.policy = replace(app.policy, four_eyes=settings.four_eyes)
     return app

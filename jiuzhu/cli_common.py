@@ -61,12 +61,12 @@ def parse_case_id(text: str) -> UUID:
         raise fail(f"CASE_ID {text!r} is not a case id (a UUID)") from None
 
 
-def parse_moment(text: str) -> datetime:
+def parse_moment(text: str, option: str = "--as-of") -> datetime:
     """A date (end of that day, China time) or an ISO date-time, or a one-line error."""
     try:
         return moment_from_text(text)
     except ValueError as error:
-        raise fail(f"--as-of {error}") from None
+        raise fail(f"{option} {error}") from None
 
 
 def load_settings() -> Settings:

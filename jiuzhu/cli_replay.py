@@ -106,6 +106,13 @@ def _from_the_log(
 
 
 def _print_result(result: ReplayResult) -> None:
+    for parked in result.parked:
+        console.print(
+            f"[yellow]parked[/]  {parked.read_model}: event {parked.notification_id:,} "
+            f"({parked.event_type}) could not be folded: {parked.error}",
+            soft_wrap=True,
+            highlight=False,
+        )
     for name, differences in result.differences.items():
         position = result.positions.get(name, 0)
         if not differences:

@@ -18,10 +18,13 @@ from rich.table import Table
 from jiuzhu.cli_common import console, fail, load_settings, print_json
 from jiuzhu.runtime import endpoints
 from projections import (
+    deadlines,
     funnel,
     headline,
     payments_ledger,
+    payroll_cycles,
     programme_roll,
+    screening,
     stacked_relief,
     time_to_support,
     verification_tasks,
@@ -49,7 +52,10 @@ REPORTS: dict[str, Reporter] = {
     "stacked_relief": stacked_relief.report,
     "programme_roll": programme_roll.report,
     "headline": headline.report,
+    "screening": screening.report,
 }
+REPORTS["deadlines"] = deadlines.report  # the clock's deadlines: open, due soon, escalated
+REPORTS["payroll"] = payroll_cycles.report
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 

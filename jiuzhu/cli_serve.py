@@ -22,6 +22,7 @@ class Component(StrEnum):
     INTAKE = "intake"
     RELAY = "relay"
     PROJECTOR = "projector"
+    CLOCK = "clock"
     API = "api"
     ALL = "all"
 

@@ -22,7 +22,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.server import start_api
 from consumers.brokers import make_broker
-from consumers.projector import Feed, Projector, subscribe_projector
+from consumers.lease import UNLEASED_ROLES, Lease, LeaseState, run_leased
+from consumers.projector import Feed, Projector, stored_states, subscribe_projector
 from consumers.relay import Relay
 from consumers.streams import BrokerDeadLetterer, EventsDestination, declare_events, make_publisher
 from domain.application import CaseWork
@@ -31,6 +32,7 @@ from jiuzhu.audit.courier import carry_checkpoints
 from jiuzhu.bootstrap import casework
 from jiuzhu.logging import quiet_access_log
 from jiuzhu.settings import Settings
+from processes.clock import start_clock
 from projections.base import read_model_datastore
 from projections.registry import READ_MODELS
 
@@ -38,7 +40,7 @@ __all__ = ["COMPONENTS", "ServeSettings", "Service", "serve"]
 
 log = structlog.get_logger("jiuzhu.serve")
 
-COMPONENTS = ("intake", "relay", "projector", "api")
+COMPONENTS = ("intake", "relay", "projector", "clock", "api")
 
 
 class ServeSettings(BaseSettings):
@@ -93,15 +95,35 @@ class Health:
 
     checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
     figures: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    # Whether a component is waiting out an outage (alive, resuming on its own).
+    degraded: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    lease: LeaseState | None = None  # None: no lease (every instance works)
 
     def report(self) -> tuple[bool, dict[str, Any]]:
-        """Whether all are healthy, and the body to answer with."""
+        """Whether all are healthy, and the body to answer with.
+
+        status: "ok"; "degraded" while a component waits for its broker or database
+        (it resumes by itself); "down" when one is not working and not waiting.
+        """
         components = {
             name: {"healthy": check(), **self.figures.get(name, dict)()}
             for name, check in self.checks.items()
         }
+        for name, component in components.items():
+            waiting = self.degraded.get(name)
+            component["status"] = (
+                "ok" if component["healthy"] else "degraded" if waiting and waiting() else "down"
+            )
+        if self.lease is not None and self.lease.state == "standby":
+            # A hot standby is healthy: it is doing its job, waiting to take over.
+            return True, {"healthy": True, "status": "ok", "state": "standby", "components": {}}
         healthy = bool(components) and all(c["healthy"] for c in components.values())
-        return healthy, {"healthy": healthy, "components": components}
+        statuses = {c["status"] for c in components.values()}
+        status = "ok" if healthy else "down" if "down" in statuses or not statuses else "degraded"
+        state = self.lease.state if self.lease is not None else "active"
+        return healthy, {
+            "healthy": healthy, "status": status, "state": state, "components": components
+        }
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A minimal HTTP/1.0 answer: 200 when healthy, 503 otherwise, JSON body."""
@@ -137,6 +159,8 @@ class Service:
         broker_url: str,
         settings: Settings,
         options: ServeSettings,
+        health: Health | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self.components = components
         self.database_url = database_url
@@ -144,8 +168,8 @@ class Service:
         self.settings = settings
         self.options = options
         self.destination = options.destination()
-        self.health = Health()
-        self.stopping = asyncio.Event()
+        self.health = health or Health()
+        self.stopping = stopping or asyncio.Event()
         self.relay: Relay | None = None
         self.projector: Projector | None = None
         self.running: list[asyncio.Task[Any]] = []
@@ -185,6 +209,8 @@ class Service:
                     stack, app, self.broker_url, self.health, self.stopping, self.options
                 )
             )
+        if "clock" in self.components:
+            self.running.append(await start_clock(self, app))
         if "api" in self.components:  # the HTTP API and workbench (api.server)
             self.running.append(await start_api(stack, app, settings, self.stopping, self.health))
 
@@ -204,6 +230,7 @@ class Service:
             models,
             application_name=app.name,
             deadletter=BrokerDeadLetterer(broker, destination),
+            claims=lambda ids: stored_states(app, ids),
         )
         feed = subscribe_projector(
             broker,
@@ -221,6 +248,7 @@ class Service:
         stack.push_async_callback(projector.drain)  # runs first: the batch in hand finishes
         self.health.checks["projector"] = _projector_check(projector, feed)
         self.health.figures["projector"] = _projector_figures(projector)
+        self.health.degraded["projector"] = lambda: projector.stats.failing or feed.failing
         # Ends when the projector halts (a failed batch) or the service stops.
         self.running.append(asyncio.create_task(_first_set(projector.stopping, self.stopping)))
 
@@ -250,6 +278,7 @@ class Service:
             )
         self.health.checks["relay"] = relay.healthy
         self.health.figures["relay"] = _relay_figures(relay)
+        self.health.degraded["relay"] = relay.degraded
 
     async def wait(self) -> int:
         """Until stopping is set or a component ends; the exit status (1: one failed)."""
@@ -274,25 +303,34 @@ async def serve(
     settings: Settings,
     options: ServeSettings,
 ) -> int:
-    """Run the components until SIGTERM/SIGINT; the exit status."""
-    service = Service(
-        components,
-        database_url=database_url,
-        broker_url=broker_url,
-        settings=settings,
-        options=options,
-    )
+    """Run the components until SIGTERM/SIGINT (a standby while another holds the lease)."""
+    stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, service.stopping.set)
-    async with service:
-        server = None
-        if options.health_port:
-            server = await asyncio.start_server(
-                service.health.answer, "0.0.0.0", options.health_port
-            )
-        log.info("serving", components=sorted(components), stream=service.destination.stream)
-        status = await service.wait()
+        loop.add_signal_handler(signum, stopping.set)
+    lease = Lease(database_url, scope=settings.db_schema, roles=components - UNLEASED_ROLES)
+    health = Health(lease=lease.status if lease.keys else None)
+
+    async def work(halt: asyncio.Event) -> int:
+        service = Service(
+            components,
+            database_url=database_url,
+            broker_url=broker_url,
+            settings=settings,
+            options=options,
+            health=health,
+            stopping=halt,
+        )
+        async with service:
+            log.info("serving", components=sorted(components), stream=service.destination.stream)
+            return await service.wait()
+
+    server = None
+    if options.health_port:
+        server = await asyncio.start_server(health.answer, "0.0.0.0", options.health_port)
+    try:
+        status = await run_leased(lease, stopping, work)
+    finally:
         if server is not None:
             server.close()
     log.info("stopped", status=status)
@@ -310,7 +348,7 @@ async def _first_set(*events: asyncio.Event) -> None:
 
 def _projector_check(projector: Projector, feed: Feed) -> Callable[[], bool]:
     def consuming() -> bool:
-        return feed.consuming() and not projector.stopping.is_set()
+        return feed.consuming() and not projector.stopping.is_set() and not projector.stats.failing
 
     return consuming
 
@@ -323,6 +361,7 @@ def _projector_figures(projector: Projector) -> Callable[[], dict[str, Any]]:
             "position": stats.position,
             "dead_lettered": stats.dead_lettered,
             "failing": stats.failing,
+            "parked": stats.parked,
             "halted": stats.halted,
         }
 
@@ -332,7 +371,12 @@ def _projector_figures(projector: Projector) -> Callable[[], dict[str, Any]]:
 def _relay_figures(relay: Relay) -> Callable[[], dict[str, Any]]:
     def figures() -> dict[str, Any]:
         stats = relay.stats
-        return {"position": stats.position, "published": stats.published, "faults": stats.faults}
+        return {
+            "position": stats.position,
+            "published": stats.published,
+            "faults": stats.faults,
+            "failing": stats.failing,
+        }
 
     return figures
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import singledispatchmethod
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 from uuid import UUID
 
+import psycopg
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import InterfaceError, OperationalError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import Connection, Cursor
 from psycopg.conninfo import conninfo_to_dict
@@ -21,10 +22,15 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 __all__ = [
+    "TRANSIENT",
     "Columns",
     "LogBatch",
+    "Parked",
     "Positioned",
     "ReadModel",
+    "apply_together",
+    "ddl_lock",
+    "parked_events",
     "read_model_datastore",
     "read_model_transaction",
 ]
@@ -73,6 +79,106 @@ class LogBatch(list[Positioned]):
         self._columns = columns
 
 
+# Faults of the database, not of an event: the batch is tried again later, never parked.
+TRANSIENT: tuple[type[Exception], ...] = (
+    OperationalError,  # eventsourcing's, wrapping psycopg's
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+# Events a read model could not fold: a finding each, kept beside the read models.
+PARKED_DDL = (
+    "CREATE TABLE IF NOT EXISTS {schema}.parked_events ("
+    "read_model text NOT NULL, application_name text NOT NULL, notification_id bigint NOT NULL,"
+    " event_type text NOT NULL, error text NOT NULL, parked_at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (read_model, application_name, notification_id))"
+)
+PARK = (
+    "INSERT INTO {schema}.parked_events (read_model, application_name, notification_id,"
+    " event_type, error) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+
+
+class Parked(NamedTuple):
+    """An event a read model could not fold, and why."""
+
+    read_model: str
+    notification_id: int
+    event_type: str
+    error: str
+
+
+def parked_events(datastore: PostgresDatastore, application_name: str) -> list[Parked]:
+    """The events parked by the read models of a schema, in log order."""
+    statement = SQL(
+        "SELECT read_model, notification_id, event_type, error FROM {0}.parked_events"
+        " WHERE application_name = %s ORDER BY notification_id, read_model"
+    ).format(Identifier(datastore.schema))
+    try:
+        with datastore.transaction(commit=False) as curs:
+            curs.execute(statement, (application_name,))
+            rows = curs.fetchall()
+    except Exception:  # no read model was created in this schema yet
+        return []
+    return [
+        Parked(r["read_model"], r["notification_id"], r["event_type"], r["error"]) for r in rows
+    ]
+
+
+def apply_together(
+    datastore: PostgresDatastore,
+    models: Sequence[ReadModel],
+    events: Sequence[Positioned],
+    *,
+    application_name: str,
+) -> int:
+    """Apply a batch to read models in one transaction; how many events the most applied.
+
+    If a read model cannot fold an event (a bug, data it never met), the batch is applied
+    again event by event, and each event that fails is parked (parked_events) for that
+    read model alone while the rest goes on: a follower never halts on one event, and a
+    rebuild parks the same events, so replay still equals live. Database faults are raised.
+    """
+    for careful in (False, True):
+        try:
+            with read_model_transaction(datastore, models) as curs:
+                return max(
+                    (
+                        model.apply_in(
+                            curs, events, application_name=application_name, careful=careful
+                        )
+                        for model in models
+                    ),
+                    default=0,
+                )
+        except TRANSIENT:
+            raise
+        except Exception:
+            if careful:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# Table creation in a schema, one process at a time: processes started at once on a fresh
+# database raced in CREATE ... IF NOT EXISTS into UniqueViolation (pg_type, pg_namespace).
+DDL_XACT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('jiuzhu-ddl'), hashtext(%s))"
+
+
+@contextmanager
+def ddl_lock(datastore: PostgresDatastore | str, schema: str = "") -> Iterator[None]:
+    """Hold the schema's DDL lock (a session advisory lock) while tables are created."""
+    if isinstance(datastore, str):
+        params: dict[str, Any] = {"conninfo": datastore}
+    else:
+        kwargs: dict[str, Any] = dict(cast(dict[str, Any], datastore.pool.kwargs or {}))
+        kwargs.pop("row_factory", None)
+        params, schema = kwargs, datastore.schema
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute(DDL_XACT_LOCK.replace("_xact", ""), (schema,))
+        yield  # released with the connection
+
+
 def read_model_datastore(
     database_url: str, *, schema: str, pool_size: int = 2
 ) -> PostgresDatastore:
@@ -88,6 +194,7 @@ def read_model_datastore(
         pool_size=pool_size,
     )
     with datastore.transaction(commit=True) as curs:
+        curs.execute(DDL_XACT_LOCK, (schema,))
         curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
     return datastore
 
@@ -122,8 +229,15 @@ class ReadModel(PostgresTrackingRecorder):
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore, tracking_table_name=f"{self.name}_tracking")
-        for statement in self.ddl:
+        for statement in (*self.ddl, PARKED_DDL):
             self.sql_create_statements.append(self.sql(statement))
+        self._park = self.sql(PARK)
+        self.parked = 0  # events parked since start (in committed transactions or not)
+
+    def create_table(self) -> None:
+        """Create the tables if missing, one process at a time (ddl_lock)."""
+        with ddl_lock(self.datastore):
+            super().create_table()
 
     def sql(self, statement: str) -> Composed:
         """A statement with {schema} bound to this read model's schema."""
@@ -139,22 +253,68 @@ class ReadModel(PostgresTrackingRecorder):
         Events at or below the position were applied before (a redelivery): they are
         skipped, so a batch delivered twice changes nothing. Returns how many applied.
         """
-        with read_model_transaction(self.datastore, [self]) as curs:
-            return self.apply_in(curs, events, application_name=application_name)
+        return apply_together(
+            self.datastore, [self], list(events), application_name=application_name
+        )
 
     def apply_in(
-        self, curs: Cursor[DictRow], events: Iterable[Positioned], *, application_name: str
+        self,
+        curs: Cursor[DictRow],
+        events: Iterable[Positioned],
+        *,
+        application_name: str,
+        careful: bool = False,
     ) -> int:
-        """As `apply`, inside a transaction of the caller's (which may hold other models)."""
+        """As `apply`, inside a transaction of the caller's (which may hold other models).
+
+        careful: event by event, each in a savepoint; one that cannot be folded is parked.
+        """
         curs.execute(self.max_tracking_id_statement, (application_name,), prepare=True)
         row = curs.fetchone()
         position = (row["max"] if row else None) or 0
-        self.begin_batch()
-        applied, last = self.process_batch(events, position, curs)
+        if careful:
+            applied, last = self._fold_each(curs, events, position, application_name)
+        else:
+            self.begin_batch()
+            applied, last = self.process_batch(events, position, curs)
+            if applied:
+                self.flush_batch(curs)
         if applied:
-            self.flush_batch(curs)
             self._insert_tracking(curs, Tracking(application_name, last))
         return applied
+
+    def _fold_each(
+        self,
+        curs: Cursor[DictRow],
+        events: Iterable[Positioned],
+        position: int,
+        application_name: str,
+    ) -> tuple[int, int]:
+        applied, last = 0, position
+        for event, notification_id in events:
+            if notification_id <= last:
+                continue
+            curs.execute("SAVEPOINT fold")
+            try:
+                self.begin_batch()
+                self.process_batch([(event, notification_id)], last, curs)
+                self.flush_batch(curs)
+            except TRANSIENT:
+                raise
+            except Exception as error:
+                curs.execute("ROLLBACK TO SAVEPOINT fold")
+                self.rolled_back(curs.connection)  # what it staged since went with it
+                self.begin_batch()
+                kind = type(event).__qualname__
+                reason = f"{type(error).__name__}: {error}".replace("\x00", "\\0")[:2000]
+                curs.execute(
+                    self._park, (self.name, application_name, notification_id, kind, reason)
+                )
+                self.parked += 1
+            else:
+                curs.execute("RELEASE SAVEPOINT fold")
+            applied, last = applied + 1, notification_id
+        return applied, last
 
     def rolled_back(self, connection: Connection[DictRow]) -> None:
         """Hook: a transaction this read model wrote in on a connection was rolled back."""

@@ -21,7 +21,7 @@ import psycopg
 from eventsourcing.application import Application
 from psycopg.sql import SQL, Identifier
 
-from projections.base import Positioned, ReadModel, read_model_datastore
+from projections.base import Parked, Positioned, ReadModel, parked_events, read_model_datastore
 from projections.compare import Difference, compare_tables
 from projections.funnel import Funnel
 from projections.headline import Headline
@@ -163,6 +163,8 @@ class ReplayResult:
     positions: dict[str, int] = field(default_factory=dict)
     differences: dict[str, list[Difference]] = field(default_factory=dict)
     events_read: int = 0
+    # Events the rebuilt read models could not fold, parked as the live ones park them.
+    parked: list[Parked] = field(default_factory=list)
 
     @property
     def equal(self) -> bool:
@@ -258,6 +260,7 @@ def replay(
                     }
                     if not behind:
                         result.positions = live
+                        result.parked = parked_events(scratch[0].datastore, app.name)
                         for model in scratch:
                             result.differences[model.name] = compare_tables(
                                 conn,

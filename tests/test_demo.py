@@ -21,7 +21,9 @@ def test_demo_stories_and_households_reach_the_event_store(app: CaseWork) -> Non
     report = run_demo(app, households=40, seed=7)
     dali = app.get_case(report.stories["dali_county"])
     assert dali.region == "610523"
-    assert sorted(dali.active_programmes) == ["rural_dibao", "temporary_relief"]
+    # The 4,000 yuan grant's enrolment ended with its one payment; dibao goes on.
+    assert sorted(dali.active_programmes) == ["rural_dibao"]
+    assert dali.enrolments["temporary_relief"]["ended_on"] is not None
     assert dali.payments["temporary_relief:one-off"] == 400000  # 4,000 yuan
     yichuan = app.get_case(report.stories["yichuan_county"])
     assert yichuan.enrolments["rural_dibao"]["category"] == "classified provision"

@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
+import psycopg
 import pytest
 
-from consumers.event_messages import encode
+from consumers.event_messages import encode, log_row
 from consumers.projector import NatsFeed, Projector
 from domain.application import CaseWork
-from projections.base import read_model_datastore
+from projections.base import TRANSIENT, apply_together, read_model_datastore
 from projections.case_status import CaseStatus
 from projections.funnel import Funnel
 from tests.conftest import DATABASE_URL
@@ -76,14 +77,15 @@ def test_read_models_commit_a_batch_together_or_not_at_all(app: CaseWork, pg_sch
         model.create_table()
 
     def broken(curs: Any) -> None:
-        raise RuntimeError("the funnel's rows cannot be written")
+        raise psycopg.OperationalError("the funnel's rows cannot be written: server gone")
 
     funnel.flush_batch = broken  # type: ignore[method-assign]
     projector = Projector(
         app.mapper, [status, funnel], application_name=app.name, deadletter=Recorded()
     )
-    with pytest.raises(RuntimeError):
-        asyncio.run(projector.project(incoming))
+    events = projector.decoder.decode([log_row(h, b) for h, b in incoming])
+    with pytest.raises(TRANSIENT):  # eventsourcing's OperationalError, wrapping psycopg's
+        apply_together(datastore, [status, funnel], events, application_name=app.name)
     # case_status's rows and tracking went back with the funnel's: both still at 0.
     assert status.position(app.name) == funnel.position(app.name) == 0
     assert table_rows(status) == {}
