@@ -218,6 +218,7 @@ def test_static_vendor_files_are_served(app: CaseWork, tmp_path: Path) -> None:
         assert htmx.status_code == 200
         assert htmx.headers["server-timing"].startswith("app;dur=")
         assert "server-timing" not in client.get("/health").headers  # the API's own answers
+        assert client.get("/").headers["location"] == "/web/"
         assert b"echarts" in client.get("/static/vendor/echarts.min.js").content[:2000]
 
 
