@@ -138,7 +138,8 @@ def main() -> None:
                 page.click("#verify button")
                 page.locator("#verify-result").wait_for(timeout=120_000)
                 shoot(page, "audit", f"{url}/web/audit")
-                shoot(page, "inbox-en", f"{url}/web/inbox?lang=en", full=False)
+                sign_in(page, url, "wang.fang")
+                shoot(page, "case-en", f"{url}/web/cases/{ids['approval']}?lang=en", full=False)
             print(f"demo: {report.households} households, {report.events} events")
         finally:
             app.close()
