@@ -49,6 +49,8 @@ __all__ = [
     "MonitoringAlertEvent",
     "PaymentSettled",
     "PaymentSettledEvent",
+    "ScreeningHit",
+    "ScreeningHitEvent",
     "UpstreamEvent",
     "VerificationReported",
     "VerificationReportedEvent",
@@ -218,6 +220,14 @@ class PaymentSettled(CaseAddressed):
     failure: str | None = Field(
         default=None, max_length=500, description="Why it failed", examples=["account closed"]
     )
+    instruction_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="The payroll instruction settled (from `jiuzhu payroll export`): the "
+        "cycle then decides; a second settlement is a finding, never a second payment",
+        examples=["PI-2023-06-rural_dibao-610523-000017"],
+    )
 
 
 class DeathRegistered(UpstreamData):
@@ -321,12 +331,56 @@ class DeathRegisteredEvent(CloudEvent):
     data: DeathRegistered
 
 
+class ScreeningHit(UpstreamData):
+    """A data comparison batch found a household (jiuzhu screen run): one rule, one hit."""
+
+    household_id: HouseholdId
+    region: RegionCode
+    batch: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="The batch (also the correlation id)", examples=["2023-06"],
+    )  # fmt: skip
+    rule: str = Field(
+        min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
+        description="The rule that found the household", examples=["medical_self_pay"],
+    )  # fmt: skip
+    finding: Text = Field(
+        description="What the comparison found, for the caseworker",
+        examples=["medical self-pay 47000 yuan over 3 claims in 365 days"],
+    )
+    legal_basis: Text = Field(
+        description="The rule's legal basis",
+        examples=["Interim Measures for Social Assistance, arts. 11 and 28"],
+    )
+    indicators: dict[str, int | float | str | None] = Field(
+        default_factory=dict,
+        description="The measured figures behind the finding",
+        examples=[{"self_pay_yuan": 47000, "claims": 3}],
+    )
+    household_size: HouseholdSize = 1
+    verify_by: date = Field(
+        description="When the verification (or review) visit is due", examples=["2023-07-15"]
+    )
+    assignee: Text = Field(
+        description="Who receives the verification task", examples=["civil-affairs-610523"]
+    )
+
+
+class ScreeningHitEvent(CloudEvent):
+    """`screening.hit`: opens a case with a verification task, attaches a signal to the open
+    case, or, for an enrolled household, issues a review visit (eligibility review)."""
+
+    type: Literal["screening.hit"]
+    data: ScreeningHit
+
+
 UpstreamEvent = Annotated[
     MonitoringAlertEvent
     | ApplicationSubmittedEvent
     | VerificationReportedEvent
     | PaymentSettledEvent
-    | DeathRegisteredEvent,
+    | DeathRegisteredEvent
+    | ScreeningHitEvent,
     Field(discriminator="type"),
 ]
 
@@ -336,6 +390,7 @@ EVENT_TYPES: dict[str, type[CloudEvent]] = {
     "verification.reported": VerificationReportedEvent,
     "payment.settled": PaymentSettledEvent,
     "civil.death_registered": DeathRegisteredEvent,
+    "screening.hit": ScreeningHitEvent,
 }
 
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Protocol
 from uuid import UUID
 
 import structlog
-from eventsourcing.persistence import Mapper
+from eventsourcing.persistence import IntegrityError, Mapper
 from eventsourcing.postgres import PostgresDatastore
 from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
@@ -65,6 +65,8 @@ IDLE_FETCH_SECONDS = 1.0
 # BATCH_LINGER_SECONDS. Fewer, fuller batches mean fewer read-model transactions.
 BATCH_LINGER_SECONDS = 0.05
 BATCH_QUIET_SECONDS = 0.005
+# A batch whose tracking record collides with another writer's is tried again this often.
+CONFLICT_RETRIES = 3
 
 
 class DeadLetterer(Protocol):
@@ -204,10 +206,20 @@ class Projector:
         )
 
     async def _apply(self, events: list[Positioned]) -> None:
+        conflicts = 0
         while True:
             parked = sum(model.parked for model in self.read_models)
             try:
                 applied = await asyncio.to_thread(self._apply_together, events)
+            except IntegrityError:
+                # Another projector committed these events meanwhile (two were active for
+                # a moment while the lease changed hands): the retry reads the positions
+                # again and skips what it applied. Over and over, it is a bug: halt.
+                conflicts += 1
+                if conflicts > CONFLICT_RETRIES:
+                    raise
+                log.warning("read models moved on meanwhile, applying again", tries=conflicts)
+                continue
             except Exception as error:
                 # The database is down (eventsourcing's OperationalError wrapping psycopg's,
                 # or psycopg's own), or failing in a way no single event explains (those

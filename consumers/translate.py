@@ -17,10 +17,12 @@ from consumers.contracts import (
     DeathRegisteredEvent,
     MonitoringAlertEvent,
     PaymentSettledEvent,
+    ScreeningHitEvent,
     VerificationReportedEvent,
 )
 from domain.case import Case
 from domain.commands import (
+    AssignVerification,
     AttachSignal,
     CloseCase,
     Command,
@@ -33,6 +35,7 @@ from domain.commands import (
     WithdrawConsent,
 )
 from domain.errors import CaseWorkError
+from domain.payroll import SettlePayrollInstruction
 from domain.provenance import Provenance
 from domain.roles import Role
 from domain.values import Channel, Programme
@@ -62,6 +65,7 @@ DEFAULT_REASONS = {
         "death registered by the civil registry: benefits end "
         "(Interim Measures for Social Assistance, arts. 13 and 18)"
     ),
+    "screening.hit": "data comparison: active discovery by departments' data (数据比对)",
 }
 _MEMBER_DIED = (
     "death of a household member registered: the household's benefits are to be reviewed "
@@ -151,9 +155,13 @@ def translate(event: CloudEvent, situation: Situation) -> list[Command]:
     if isinstance(event, VerificationReportedEvent):
         return _verification(event, _case(event, situation))
     if isinstance(event, PaymentSettledEvent):
+        if event.data.instruction_id is not None:  # a payroll instruction: its cycle decides
+            return [_payroll_settlement(event)]
         return [_payment(event, _case(event, situation))]
     if isinstance(event, DeathRegisteredEvent):
         return _death(event, situation.case)
+    if isinstance(event, ScreeningHitEvent):
+        return _screening_hit(event, situation)
     raise TypeError(f"no translation for {type(event).__name__}")
 
 
@@ -251,6 +259,18 @@ def _payment(event: PaymentSettledEvent, case: CaseFacts) -> Command:
     )
 
 
+def _payroll_settlement(event: PaymentSettledEvent) -> Command:
+    data = event.data
+    return SettlePayrollInstruction(
+        instruction_id=data.instruction_id or "",
+        outcome=data.outcome,
+        amount_fen=data.amount_fen,
+        payment_ref=data.payment_ref,
+        failure=data.failure or "",
+        by=provenance(event),
+    )
+
+
 def _death(event: DeathRegisteredEvent, case: CaseFacts | None) -> list[Command]:
     """Decided: benefits here are the household's, not one person's.
 
@@ -281,3 +301,47 @@ def _death(event: DeathRegisteredEvent, case: CaseFacts | None) -> list[Command]
         signal = f"{registered}: closure waits for emergency grant(s) {pending} to be regularised"
         return [*exits, AttachSignal(case_id=case.case_id, signal=signal, by=by)]
     return [*exits, CloseCase(case_id=case.case_id, by=by)]
+
+
+def _screening_hit(event: ScreeningHitEvent, situation: Situation) -> list[Command]:
+    """Decided: a hit becomes work once, whatever the household's state.
+
+    No open case: the case opens (channel data_comparison) with a verification task. An
+    open case that this very hit opened (a run stopped between its two steps): only the
+    task is left to issue. An enrolled household (应退尽退): a review visit is assigned,
+    its reason saying what was found; enrolment is never ended automatically. Any other
+    open case: the finding is attached as a signal to the work already under way.
+    """
+    data = event.data
+    signal = _signal(f"data comparison {data.batch}, rule {data.rule}: {data.finding}")
+    opened = case_id_for(event)
+
+    def task(case_id: UUID, reason: str | None = None) -> Command:
+        by = provenance(event, data.legal_basis)
+        if reason is not None:
+            by = by.model_copy(update={"reason": _signal(reason)})
+        return AssignVerification(
+            case_id=case_id, assignee=data.assignee, due_on=data.verify_by, by=by
+        )
+
+    if situation.open_case_id is None:
+        indicators = [f"indicator {k}={v}" for k, v in sorted(data.indicators.items())]
+        return [
+            OpenCase(
+                case_id=opened,
+                household_id=data.household_id,
+                region=data.region,
+                channel=Channel.DATA_COMPARISON,
+                signals=[signal, *(_signal(i) for i in indicators)],
+                household_size=data.household_size,
+                by=provenance(event, data.legal_basis),
+            ),
+            task(opened),
+        ]
+    if situation.open_case_id == opened:
+        return [task(opened)]
+    if situation.case is not None and situation.case.active_programmes:
+        review = f"eligibility review: {signal} ({data.legal_basis})"
+        return [task(situation.open_case_id, review)]
+    by = provenance(event, data.legal_basis)
+    return [AttachSignal(case_id=situation.open_case_id, signal=signal, by=by)]

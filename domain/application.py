@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from copy import deepcopy
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID
 
@@ -42,11 +42,26 @@ from domain.commands import (
     WithdrawConsent,
     parse_command,
 )
-from domain.errors import CaseNotFoundError, DuplicateMessageError, PermissionDeniedError
+from domain.deadlines import Due, deadline_event
+from domain.errors import (
+    CaseNotFoundError,
+    DuplicateMessageError,
+    PermissionDeniedError,
+    RuleViolationError,
+)
 from domain.household import Household, HouseholdNotFoundError
+from domain.payroll import (
+    Instruction,
+    PayrollCycle,
+    PayrollError,
+    Settlement,
+    SettlePayrollInstruction,
+    cycle_key_of,
+)
 from domain.policy import DEFAULT_POLICY, Policy
 from domain.receipt import MessageReceipt
 from domain.roles import Role, may, may_read
+from domain.values import Programme
 
 __all__ = ["CaseWork", "DateAsISO", "Unit"]
 
@@ -191,7 +206,9 @@ class CaseWork(Application[UUID]):
         return self._on_case(
             GrantEmergencyRelief,
             command,
-            lambda c, x: c.grant_emergency_relief(x.grant_id, x.amount_fen, by=x.by),
+            lambda c, x: c.grant_emergency_relief(
+                x.grant_id, x.amount_fen, by=x.by, policy=self.policy
+            ),
         )
 
     def regularise_emergency_relief(self, command: RegulariseEmergencyRelief | Given) -> int:
@@ -199,7 +216,7 @@ class CaseWork(Application[UUID]):
         return self._on_case(
             RegulariseEmergencyRelief,
             command,
-            lambda c, x: c.regularise_emergency_relief(x.grant_id, by=x.by),
+            lambda c, x: c.regularise_emergency_relief(x.grant_id, by=x.by, policy=self.policy),
         )
 
     def deliver_service(self, command: DeliverService | Given) -> int:
@@ -261,6 +278,58 @@ class CaseWork(Application[UUID]):
         household.erase_personal_data(by=cmd.by)
         return self._append(household)
 
+    def record_deadlines(
+        self,
+        passing: Sequence[tuple[Due, int]],
+        *,
+        recorded_at: datetime | None = None,
+        role: Role = Role.SYSTEM,
+    ) -> list[Recording[UUID]]:
+        """Record deadlines that passed, each at its case's given next version, in ONE save.
+
+        The clock decides what passed (domain.deadlines) from the log read up to the head;
+        a case that moved since makes the save fail (IntegrityError) and nothing is stored.
+        """
+        if not may(role, "record_deadline"):
+            raise PermissionDeniedError("clock", role.value, "record_deadline")
+        now = recorded_at or datetime.now(UTC)
+        events = [deadline_event(due, version, now) for due, version in passing]
+        return self.save(*events) if events else []
+    def settle_payroll_instruction(self, command: SettlePayrollInstruction | Given) -> int:
+        """One settlement of a payroll instruction: the cycle decides, the case is paid once."""
+        cmd = self._authorised(SettlePayrollInstruction, command)
+        cycle, case = self._payroll_cycle_and_case(cmd.instruction_id)
+        programme = Programme(cycle.programme)
+
+        def case_refusal(item: Instruction) -> str | None:
+            try:
+                case.check_case_is_open()
+                case.check_payable(programme, item.period, item.amount_fen)
+            except RuleViolationError as error:
+                return error.detail
+            return None
+
+        settlement = Settlement(
+            cmd.instruction_id, cmd.outcome, cmd.amount_fen, cmd.payment_ref, cmd.failure
+        )
+        outcome = cycle.settle([settlement], by=cmd.by, case_refusal=case_refusal)
+        for item, ref in outcome.paid:
+            case.pay(programme, item.period, item.amount_fen, ref, by=cmd.by)
+        for item, ref, _why in outcome.failed:
+            if case_refusal(item) is None:
+                case.record_payment_failure(programme, item.period, item.amount_fen, ref, by=cmd.by)
+        return self._append(cycle, case)
+
+    def _payroll_cycle_and_case(self, instruction_id: str) -> tuple[PayrollCycle, Case]:
+        key = cycle_key_of(instruction_id)
+        try:
+            cycle = self._load(PayrollCycle.id_for(*key)) if key else None
+        except AggregateNotFoundError:
+            cycle = None
+        if not isinstance(cycle, PayrollCycle) or instruction_id not in cycle.instructions:
+            raise PayrollError(instruction_id, "no payroll instruction has this id")
+        return cycle, self.get_case(UUID(cycle.instructions[instruction_id].case_id))
+
     def authorise_read(self, actor: str, role: Role | str, what: str) -> Role:
         """Check that a role may read something (READ_PERMISSIONS); the role, or refused."""
         try:
@@ -288,15 +357,36 @@ class CaseWork(Application[UUID]):
         return case
 
     def case_as_of(self, case_id: UUID, moment: datetime) -> Case:
-        """A case as it stood when the record reached a moment (recorded time)."""
-        version = None
-        for event in self.history(case_id):
-            if event.timestamp > moment:
-                break
-            version = event.originator_version
-        if version is None:
-            raise CaseNotFoundError(case_id, f" as recorded by {moment.isoformat()}")
-        return self.get_case(case_id, version=version)
+        """A case as the record stood at a moment (recorded time): case_at(known_at=...)."""
+        return self.case_at(case_id, known_at=moment)
+
+    def case_at(
+        self, case_id: UUID, *, as_of: datetime | None = None, known_at: datetime | None = None
+    ) -> Case:
+        """A case by the two clocks: what had happened by `as_of` (business time,
+        occurred_at), as far as the record held it at `known_at` (recording time).
+
+        known_at alone is a version of the case (snapshots serve). as_of leaves out the
+        events that happened after it, even those recorded before it: an alert recorded a
+        week late counts from when it happened. The events kept are applied in the order
+        they were recorded.
+        """
+        events = self.history(case_id)
+        if known_at is not None:
+            events = [e for e in events if e.timestamp <= known_at]
+        if as_of is not None:
+            events = [e for e in events if e.occurred_at <= as_of]
+        if not events or not isinstance(events[0], Case.Discovered):
+            raise CaseNotFoundError(case_id, _nothing_by(as_of, known_at))
+        if as_of is None:
+            return self.get_case(case_id, version=events[-1].originator_version)
+        case = events[0].mutate(None)
+        assert isinstance(case, Case)
+        for event in events[1:]:
+            event.apply(case)
+            case.version = event.originator_version
+            case.modified_on = event.timestamp
+        return case
 
     def history(self, case_id: UUID) -> list[Case.Event]:
         """Every event of a case, in order."""
@@ -432,6 +522,16 @@ class CaseWork(Application[UUID]):
         # Only the first command a message causes carries its receipt.
         _current_message.set(None)
         return recordings[-1].notification.id
+
+
+def _nothing_by(as_of: datetime | None, known_at: datetime | None) -> str:
+    """Why a case was not found at a point of the two clocks, for CaseNotFoundError."""
+    if as_of is not None and known_at is not None:
+        happened, recorded = as_of.isoformat(), known_at.isoformat()
+        return f" (nothing that happened by {happened} was recorded by {recorded})"
+    if as_of is not None:
+        return f" (nothing happened by {as_of.isoformat()})"
+    return f" as recorded by {known_at.isoformat() if known_at else 'now'}"
 
 
 class Unit:

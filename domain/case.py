@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -20,6 +20,7 @@ from domain.errors import (
     NoticePeriodError,
     OutsideEnrolmentPeriodError,
     ReasonRequiredError,
+    SelfApprovalError,
     UnknownItemError,
     VerificationRequiredError,
 )
@@ -28,6 +29,9 @@ from domain.provenance import Provenance
 from domain.values import ONE_OFF, PaymentBasis, Programme, Verdict, month_of
 
 __all__ = ["Case", "add_months"]
+
+# Civil dates of business times (a one-off grant ends on its payment's day) in China time.
+_CHINA_TIME = timezone(timedelta(hours=8))
 
 
 def add_months(day: date, months: int) -> date:
@@ -98,8 +102,10 @@ class Case(Aggregate):
             case.payments = {}
             case.paid_total_fen = 0
             case.emergency_grants = {}
+            case.assessed_by = None
             case.referrals = {}
             case.services_delivered = 0
+            case.deadlines_passed = {}
 
     class SignalAttached(Event):
         """Another risk signal about the same household joined the open case."""
@@ -159,6 +165,7 @@ class Case(Aggregate):
         def apply_to(self, case: Case) -> None:
             case.measures = [dict(m) for m in self.measures]
             case.objection_open = False
+            case.assessed_by = self.actor
 
     class NoticePublished(Event):
         """The proposed dibao decision is on public notice (公示) from a date."""
@@ -203,6 +210,9 @@ class Case(Aggregate):
                 "review_interval_months": self.review_interval_months,
                 "ended_on": None,
             }
+            if self.basis == PaymentBasis.ONE_OFF.value:
+                # A new one-off grant is paid once again: the last grant's payment is history.
+                case.payments.pop(f"{self.programme}:{ONE_OFF}", None)
 
     class Paid(Event):
         """Finance paid a benefit for a programme and period (a month or one-off)."""
@@ -215,6 +225,11 @@ class Case(Aggregate):
         def apply_to(self, case: Case) -> None:
             case.payments[f"{self.programme}:{self.period}"] = self.amount_fen
             case.paid_total_fen += self.amount_fen
+            # A one-off grant's enrolment ends with its one payment (rule since round 2;
+            # histories recorded before read the same way: the rule is in the evolution).
+            enrolment = case.enrolments.get(self.programme)
+            if self.period == ONE_OFF and enrolment is not None and enrolment["ended_on"] is None:
+                enrolment["ended_on"] = self.occurred_at.astimezone(_CHINA_TIME).date()
 
     class PaymentFailed(Event):
         """Finance reported that a payment did not go through; it may be paid again."""
@@ -235,6 +250,7 @@ class Case(Aggregate):
             case.emergency_grants[self.grant_id] = {
                 "amount_fen": self.amount_fen,
                 "regularised": False,
+                "granted_by": self.actor,
             }
             case.paid_total_fen += self.amount_fen
 
@@ -321,6 +337,39 @@ class Case(Aggregate):
             case.closed_reason = self.reason
             case.closed_at = self.occurred_at
 
+    # -- deadlines: recorded by the clock (actor clock, role system) ----------------------
+
+    class DeadlinePassed(Event):
+        """A deadline of the case passed: the rule is the reason, the deadline the cause."""
+
+        deadline: str  # "<kind>:<key>" within the case, e.g. "review_due:rural_dibao"
+        kind: str
+        due_at: datetime
+
+        def apply_to(self, case: Case) -> None:
+            passed = case.__dict__.setdefault("deadlines_passed", {})
+            passed[f"{self.deadline}@{self.due_at.isoformat()}"] = {
+                "event": type(self).__name__,
+                "kind": self.kind,
+                "due_at": self.due_at,
+            }
+
+    class DeadlineWarned(DeadlinePassed):
+        """A deadline is near or passed its first term: the staff are warned."""
+
+    class Escalated(DeadlinePassed):
+        """A deadline passed with the step not done: the case goes up to the county."""
+
+        escalated_to: str
+
+    class ReviewFellDue(DeadlinePassed):
+        """An enrolment's periodic review fell due: a review task for the caseworker."""
+
+        programme: str
+
+    class ReadyForEnrolment(DeadlinePassed):
+        """The public notice ended without an open objection: the approver may enrol."""
+
     if TYPE_CHECKING:  # set by Discovered; declared here for readers and type checkers
         household_id: str
         region: str
@@ -345,8 +394,10 @@ class Case(Aggregate):
         payments: dict[str, int]
         paid_total_fen: int
         emergency_grants: dict[str, dict[str, Any]]
+        assessed_by: str | None
         referrals: dict[str, dict[str, Any]]
         services_delivered: int
+        deadlines_passed: dict[str, dict[str, Any]]
 
     # -- commands -----------------------------------------------------------------------
 
@@ -458,6 +509,7 @@ class Case(Aggregate):
         self.check_case_is_open()
         self.check_positive_verification(f"enrolment in {programme}")
         self.check_consent(f"enrolment in {programme}")
+        self.check_four_eyes(by, f"enrol it in {programme}", policy)
         self.check_amount(amount_fen)
         current = self.enrolments.get(programme.value)
         if current is not None and current["ended_on"] is None:
@@ -521,9 +573,12 @@ class Case(Aggregate):
             **by.event_fields(),
         )
 
-    def grant_emergency_relief(self, grant_id: str, amount_fen: int, *, by: Provenance) -> None:
+    def grant_emergency_relief(
+        self, grant_id: str, amount_fen: int, *, by: Provenance, policy: Policy = DEFAULT_POLICY
+    ) -> None:
         """Pay temporary relief first; verification and paperwork follow (先行救助)."""
         self.check_case_is_open()
+        self.check_four_eyes(by, "grant it emergency relief", policy)
         self.check_amount(amount_fen)
         if grant_id in self.emergency_grants:
             raise DuplicatePaymentError(self.id, f"emergency grant {grant_id} already paid")
@@ -535,7 +590,9 @@ class Case(Aggregate):
             **by.event_fields(),
         )
 
-    def regularise_emergency_relief(self, grant_id: str, *, by: Provenance) -> None:
+    def regularise_emergency_relief(
+        self, grant_id: str, *, by: Provenance, policy: Policy = DEFAULT_POLICY
+    ) -> None:
         """Complete an emergency grant's paperwork once the household is verified."""
         self.check_case_is_open()
         grant = self.emergency_grants.get(grant_id)
@@ -548,6 +605,10 @@ class Case(Aggregate):
         self.check_consent(f"regularising emergency grant {grant_id}")
         if grant["regularised"]:
             raise UnknownItemError(self.id, f"emergency grant {grant_id} is already regularised")
+        if policy.four_eyes and grant.get("granted_by") == by.actor:
+            raise SelfApprovalError(
+                self.id, f"{by.actor} granted emergency grant {grant_id} and may not regularise it"
+            )
         self.trigger_event(Case.EmergencyReliefRegularised, grant_id=grant_id, **by.event_fields())
 
     def deliver_service(self, service: str, provider: str, *, by: Provenance) -> None:
@@ -652,6 +713,12 @@ class Case(Aggregate):
         if self.closed_at is not None:
             raise CaseIsClosedError(self.id, f"case is closed ({self.closed_reason})")
 
+    def check_four_eyes(self, by: Provenance, step: str, policy: Policy) -> None:
+        """Whoever assessed the case may not approve its outcome too (unless policy allows)."""
+        # Snapshots taken before this rule have no assessed_by.
+        if policy.four_eyes and by.actor == getattr(self, "assessed_by", None):
+            raise SelfApprovalError(self.id, f"{by.actor} assessed this case and may not {step}")
+
     def check_consent(self, step: str) -> None:
         """Verification, enrolment and referral need the household's recorded consent."""
         if not self.consent:
@@ -707,10 +774,10 @@ class Case(Aggregate):
                 raise OutsideEnrolmentPeriodError(
                     self.id, f"{programme} enrolment runs {starts}..{ends}, not {period}"
                 )
-        elif enrolment["ended_on"] is not None:
-            raise OutsideEnrolmentPeriodError(self.id, f"{programme} enrolment has ended")
         if f"{programme.value}:{period}" in self.payments:
             raise DuplicatePaymentError(self.id, f"{programme} already paid for {period}")
+        if not monthly and enrolment["ended_on"] is not None:
+            raise OutsideEnrolmentPeriodError(self.id, f"{programme} enrolment has ended")
 
     def active_enrolment(self, programme: Programme) -> dict[str, Any]:
         """The active enrolment in a programme, or a rule violation naming it."""

@@ -84,6 +84,8 @@ class PersonalData(BaseModel):
     id_card: str = Field(default="", max_length=18, examples=["610523198001011234"])
     phone: str = Field(default="", max_length=20, examples=["13800000000"])
     address: str = Field(default="", max_length=200, examples=["安仁镇某村3组"])
+    # Where the payroll pays the household (disbursement files only; see payroll/export).
+    bank_account: str = Field(default="", max_length=40, examples=["6217003810000123456"])
 
 
 class OpenCase(Command):

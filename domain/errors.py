@@ -23,6 +23,7 @@ __all__ = [
     "PermissionDeniedError",
     "ReasonRequiredError",
     "RuleViolationError",
+    "SelfApprovalError",
     "UnknownItemError",
     "VerificationRequiredError",
 ]
@@ -138,3 +139,9 @@ class EmergencyNotRegularisedError(RuleViolationError):
 
 class UnknownItemError(RuleViolationError):
     rule = "refers-to-known-item"
+
+
+class SelfApprovalError(RuleViolationError):
+    """An approver approved what they assessed (or granted) themselves (Policy.four_eyes)."""
+
+    rule = "four-eyes-approval"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
-__all__ = ["DEFAULT_POLICY", "Policy"]
+__all__ = ["DEFAULT_DEADLINE_POLICY", "DEFAULT_POLICY", "DeadlinePolicy", "Policy"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class Policy:
     # A decision is due within 30 working days of discovery, 45 at most.
     decision_days: int = 30
     decision_days_max: int = 45
+    # Four eyes (审批分离): whoever assessed a case may not also enrol it or grant it relief,
+    # and whoever granted emergency relief may not regularise (approve) it.
+    four_eyes: bool = True
 
     def review_months(self, category: str) -> int:
         """Months between reviews for a household category."""
@@ -28,3 +32,22 @@ class Policy:
 
 
 DEFAULT_POLICY = Policy()
+
+
+@dataclass(frozen=True)
+class DeadlinePolicy:
+    """Local rules of the clock: warnings, grace periods, limits and the working calendar."""
+
+    # The decision warning fires this many working days before the decision is due.
+    decision_warning_days: int = 5
+    # A review not done this many days after it fell due escalates to the county.
+    review_grace_days: int = 30
+    # Emergency relief (先行救助) must be regularised within this many working days.
+    emergency_regularise_workdays: int = 10
+    # Local working-day overrides (a county's own holiday, a working Saturday): date -> workday.
+    workday_overrides: dict[date, bool] = field(default_factory=dict)
+    # Deadlines are counted in civil days of this time zone.
+    time_zone: str = "Asia/Shanghai"
+
+
+DEFAULT_DEADLINE_POLICY = DeadlinePolicy()

@@ -15,6 +15,8 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     ANALYST = "analyst"
     UPSTREAM_SYSTEM = "upstream_system"
+    # The service itself (the clock): records deadlines passing, never a person's decision.
+    SYSTEM = "system"
 
 
 _STAFF = frozenset({Role.CASEWORKER, Role.APPROVER})
@@ -60,6 +62,9 @@ READ_PERMISSIONS: dict[str, frozenset[Role]] = {
     "checkpoint_audit_trail": frozenset({Role.AUDITOR, Role.APPROVER, Role.UPSTREAM_SYSTEM}),
 }
 
+# Only the clock records that a deadline passed (escalations, warnings, review tasks).
+PERMISSIONS["record_deadline"] = frozenset({Role.SYSTEM})
+
 
 def may(role: Role, command: str) -> bool:
     """Whether a role may run a command."""
@@ -69,3 +74,27 @@ def may(role: Role, command: str) -> bool:
 def may_read(role: Role, what: str) -> bool:
     """Whether a role may read (or attest) something named in READ_PERMISSIONS."""
     return role in READ_PERMISSIONS.get(what, frozenset())
+
+
+# The monthly payroll (domain/payroll.py): staff prepare, a second person decides (the
+# preparer may not: a rule of the cycle), finance's settlements come as the upstream system.
+PERMISSIONS.update(
+    {
+        "prepare_payroll": _STAFF,
+        "approve_payroll": _DECIDERS,
+        "reject_payroll": _DECIDERS,
+        "export_payroll": _DECIDERS,
+        "settle_payroll": _DECIDERS | {Role.UPSTREAM_SYSTEM},
+        "settle_payroll_instruction": _DECIDERS | {Role.UPSTREAM_SYSTEM},
+    }
+)
+READ_PERMISSIONS.update(
+    {
+        "read_payroll": _READERS,
+        # Bank accounts in disbursement files: personal data, for the approver sending them.
+        "export_payment_accounts": frozenset({Role.APPROVER}),
+    }
+)
+# Data comparison issues verification tasks (下达核查任务) for the hits it hands to the
+# intake: the upstream system assigns the visit; staff still do and record it.
+PERMISSIONS["assign_verification"] = PERMISSIONS["assign_verification"] | {Role.UPSTREAM_SYSTEM}

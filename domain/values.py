@@ -36,6 +36,7 @@ class Channel(StrEnum):
     HOTLINE = "hotline"
     FIELD_TEAM = "field_team"
     REFERRAL = "referral"
+    DATA_COMPARISON = "data_comparison"  # a screening batch's hit (数据比对)
 
 
 class Department(StrEnum):

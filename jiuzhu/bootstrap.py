@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.sql import SQL, Identifier
@@ -59,10 +61,14 @@ def casework(
         if schema != "public":
             with psycopg.connect(database_url, autocommit=True) as conn:
                 conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
-        return AuditedCaseWork(
+        app = AuditedCaseWork(
             env=eventstore_env(database_url, schema=schema, pool_size=pool_size),
             master_key=master_key_from_settings(settings),
             signer=signer_from_settings(settings),
             checkpoint_every=settings.checkpoint_every,
+            checkpoint_seconds=settings.checkpoint_seconds,
             key_cache_seconds=settings.key_cache_seconds,
         )
+    if app.policy.four_eyes != settings.four_eyes:
+        app.policy = replace(app.policy, four_eyes=settings.four_eyes)
+    return app

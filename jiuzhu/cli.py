@@ -5,13 +5,16 @@ from __future__ import annotations
 import typer
 
 from jiuzhu import (
+    cli_api,
     cli_audit,
     cli_case,
     cli_deadletter,
     cli_demo,
+    cli_payroll,
     cli_privacy,
     cli_replay,
     cli_report,
+    cli_screen,
     cli_serve,
 )
 
@@ -32,6 +35,9 @@ app.command("report")(cli_report.report)
 app.command("replay")(cli_replay.replay_command)
 app.command("rebuild")(cli_replay.rebuild_command)
 app.command("serve")(cli_serve.serve_command)
+app.command("token")(cli_api.token)
+app.add_typer(cli_payroll.app, name="payroll")
+app.add_typer(cli_screen.app, name="screen")
 # Each tool registers its own command group here, one line each.
 app.add_typer(cli_deadletter.app, name="deadletter")
 

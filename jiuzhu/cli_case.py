@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from operator import itemgetter
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -10,6 +11,7 @@ import typer
 from rich.table import Table
 
 from domain.case import Case
+from domain.deadlines import PENDING, DeadlineBook
 from jiuzhu.cli_audit import reading_histories
 from jiuzhu.cli_common import (
     ActorOpt,
@@ -29,16 +31,31 @@ app = typer.Typer(help="Look at one case: its state and its history.", no_args_i
 
 CaseIdArg = Annotated[str, typer.Argument(metavar="CASE_ID", help="The case's id (a UUID)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
+AS_OF_HELP = "As things stood on a date (or date-time): by when they happened (occurred_at)"
+KNOWN_AT_HELP = "As the record stood at a date-time: by when things were recorded"
 
 
 def _load(
-    case_id: UUID, version: int | None, as_of: datetime | None, actor: str | None, role: str | None
-) -> tuple[Case, bool]:
-    """The case, and whether the person may see its personal data."""
-    with reading_histories(actor, role) as (casework, personal):
-        if as_of is not None:
-            return casework.case_as_of(case_id, as_of), personal
-        return casework.get_case(case_id, version=version), personal
+    case_id: UUID,
+    version: int | None,
+    as_of: datetime | None,
+    known_at: datetime | None,
+    reader: tuple[str | None, str | None],
+) -> tuple[Case, bool, list[Case.Event]]:
+    """The case, whether the person may see its personal data, and the events shown."""
+    with reading_histories(*reader) as (casework, personal):
+        if as_of is not None or known_at is not None:
+            case = casework.case_at(case_id, as_of=as_of, known_at=known_at)
+        else:
+            case = casework.get_case(case_id, version=version)
+        events = [
+            e
+            for e in casework.history(case_id)
+            if e.originator_version <= case.version
+            and (known_at is None or e.timestamp <= known_at)
+            and (as_of is None or e.occurred_at <= as_of)
+        ]
+        return case, personal, events
 
 
 @app.command("show")
@@ -46,19 +63,22 @@ def _load(
 def show(
     case_id: CaseIdArg,
     version: Annotated[int | None, typer.Option(min=1, help="As it stood at this version")] = None,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="As recorded at a date or date-time")
-    ] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help=AS_OF_HELP)] = None,
+    known_at: Annotated[str | None, typer.Option("--known-at", help=KNOWN_AT_HELP)] = None,
     as_json: JsonOpt = False,
     actor: ActorOpt = None,
     role: RoleOpt = None,
 ) -> None:
-    """Show a case as it stands now, at a version, or as recorded at a date."""
-    if version is not None and as_of is not None:
-        raise fail("give --version or --as-of, not both")
-    moment = parse_moment(as_of) if as_of else None
-    case, with_personal = _load(parse_case_id(case_id), version, moment, actor, role)
+    """Show a case as it stands now, at a version, or by the two clocks (--as-of, --known-at)."""
+    if version is not None and (as_of is not None or known_at is not None):
+        raise fail("give --version or --as-of/--known-at, not both")
+    happened = parse_moment(as_of) if as_of else None
+    recorded = parse_moment(known_at, "--known-at") if known_at else None
+    case, with_personal, events = _load(
+        parse_case_id(case_id), version, happened, recorded, (actor, role)
+    )
     view = case_view(case, with_personal=with_personal)
+    view["deadlines"] = pending_deadlines(case.id, events)
     if as_json:
         print_json(view)
         return
@@ -133,3 +153,21 @@ def _print_case(view: dict[str, Any]) -> None:
                 e["ended_on"].isoformat() if e["ended_on"] else "-",
             )
         console.print(enrolments)
+    if view["deadlines"]:
+        deadlines = Table(title="Pending deadlines (China time)")
+        for column in ("deadline", "due", "basis"):
+            deadlines.add_column(column)
+        for d in view["deadlines"]:
+            due = d["due_at"].astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M")
+            deadlines.add_row(d["deadline"], due, d["basis"])
+        console.print(deadlines)
+
+
+def pending_deadlines(case_id: UUID, events: list[Case.Event]) -> list[dict[str, Any]]:
+    """The case's pending deadlines, computed from its events as the clock computes them."""
+    rows: dict[str, dict[str, Any]] = {}
+    book = DeadlineBook()
+    for event in events:
+        book.evolve(rows, case_id, event)
+    pending = sorted((r for r in rows.values() if r["state"] == PENDING), key=itemgetter("due_at"))
+    return [{k: r[k] for k in ("deadline", "kind", "due_at", "basis")} for r in pending]

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from domain.errors import CaseWorkError
-from jiuzhu.narrate import CHINA_TIME, end_of_day
+from jiuzhu.narrate import moment_from_text
 from jiuzhu.settings import Settings
 
 __all__ = [
@@ -61,15 +61,12 @@ def parse_case_id(text: str) -> UUID:
         raise fail(f"CASE_ID {text!r} is not a case id (a UUID)") from None
 
 
-def parse_moment(text: str) -> datetime:
+def parse_moment(text: str, option: str = "--as-of") -> datetime:
     """A date (end of that day, China time) or an ISO date-time, or a one-line error."""
     try:
-        if len(text) == 10:
-            return end_of_day(date.fromisoformat(text))
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise fail(f"--as-of {text!r} is not a date (YYYY-MM-DD) or date-time (ISO 8601)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=CHINA_TIME)
+        return moment_from_text(text)
+    except ValueError as error:
+        raise fail(f"{option} {error}") from None
 
 
 def load_settings() -> Settings:

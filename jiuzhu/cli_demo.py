@@ -19,6 +19,7 @@ from jiuzhu.demo_upstream import Upstream
 from jiuzhu.logging import configure_logging
 from jiuzhu.narrate import yuan
 from jiuzhu.runtime import endpoints, open_casework
+from jiuzhu.serve import ServeSettings
 
 __all__ = ["demo"]
 
@@ -59,15 +60,39 @@ def demo(
                     database_url=ends.database_url, broker_url=ends.broker_url, settings=settings
                 )
             )
-            upstream = stack.enter_context(closing(Upstream(ends.broker_url, app)))
+            prefix = ServeSettings().upstream_prefix  # where a running deployment listens
+            upstream = stack.enter_context(closing(Upstream(ends.broker_url, app, prefix=prefix)))
+            if pipeline.elsewhere and not as_json:
+                console.print(
+                    f"Using the running deployment's {', '.join(sorted(pipeline.elsewhere))}"
+                )
         report = _record(app, households, seed, upstream, quiet=as_json)
         if pipeline is not None:
-            pipeline.caught_up(app)
+            try:
+                pipeline.caught_up(app)
+            except RuntimeError as error:
+                raise fail(str(error)) from None
             report.read_model = pipeline.case_status_totals(report.case_ids)
     if as_json:
         print_json(report.as_json())
     else:
         _print(report)
+    if report.read_model and (disagreement := read_model_disagreement(report)):
+        raise fail(f"the read model disagrees with the event store: {disagreement}")
+
+
+def read_model_disagreement(report: DemoReport) -> str:
+    """Where case_status differs from what the event store says about the demo's cases."""
+    expected = {
+        "cases": len(report.case_ids),
+        "enrolled": report.funnel["enrolled"],
+        "paid_total_fen": report.paid_total_fen,
+    }
+    return ", ".join(
+        f"{key} {report.read_model.get(key)} (store: {value})"
+        for key, value in expected.items()
+        if report.read_model.get(key) != value
+    )
 
 
 def _record(

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from psycopg.sql import SQL
 
+from jiuzhu.audit.casework import AuditedCaseWork
 from jiuzhu.cli_audit import open_audited
 from jiuzhu.cli_common import (
     ActorOpt,
@@ -20,7 +21,7 @@ from jiuzhu.cli_common import (
 )
 from jiuzhu.narrate import CHINA_TIME
 
-__all__ = ["app"]
+__all__ = ["app", "vacuum_data_keys"]
 
 app = typer.Typer(
     help="Personal data: erasure by key destruction, key status.", no_args_is_help=True
@@ -50,13 +51,17 @@ def erase(
                 },
             }
         )
-        # Dead row versions still hold the wrapped keys until vacuumed: vacuum now.
-        with casework.datastore.get_connection() as conn:
-            conn.execute(SQL("VACUUM {0}").format(casework.data_keys.table))
+        vacuum_data_keys(casework)
     console.print(
         f"erased personal data of household {household_id} (notification {position})",
         highlight=False,
     )
+
+
+def vacuum_data_keys(casework: AuditedCaseWork) -> None:
+    """Dead row versions still hold the wrapped keys until vacuumed: vacuum now."""
+    with casework.datastore.get_connection() as conn:
+        conn.execute(SQL("VACUUM {0}").format(casework.data_keys.table))
 
 
 @app.command("status")

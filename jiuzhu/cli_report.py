@@ -7,9 +7,10 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
+from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from rich.table import Table
@@ -17,10 +18,13 @@ from rich.table import Table
 from jiuzhu.cli_common import console, fail, load_settings, print_json
 from jiuzhu.runtime import endpoints
 from projections import (
+    deadlines,
     funnel,
     headline,
     payments_ledger,
+    payroll_cycles,
     programme_roll,
+    screening,
     stacked_relief,
     time_to_support,
     verification_tasks,
@@ -28,7 +32,16 @@ from projections import (
 from projections.base import read_model_datastore
 from projections.regions import Criteria, Level, Report, normalise_region
 
-__all__ = ["REPORTS", "render", "report"]
+__all__ = [
+    "REPORTS",
+    "ReportUnavailableError",
+    "criteria_for",
+    "read_report",
+    "render",
+    "report",
+    "report_json",
+    "write_csv",
+]
 
 Reporter = Callable[[Cursor[DictRow], str, Criteria], Report]
 REPORTS: dict[str, Reporter] = {
@@ -39,7 +52,10 @@ REPORTS: dict[str, Reporter] = {
     "stacked_relief": stacked_relief.report,
     "programme_roll": programme_roll.report,
     "headline": headline.report,
+    "screening": screening.report,
 }
+REPORTS["deadlines"] = deadlines.report  # the clock's deadlines: open, due soon, escalated
+REPORTS["payroll"] = payroll_cycles.report
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 
@@ -56,8 +72,52 @@ def _month(value: str | None, option: str) -> str | None:
         return None
     year, _, month = value.partition("-")
     if not (len(year) == 4 and year.isdigit() and month.isdigit() and 1 <= int(month) <= 12):
-        raise fail(f"{option} {value!r} is not a month like 2023-06")
+        raise ValueError(f"{option} {value!r} is not a month like 2023-06")
     return f"{year}-{int(month):02d}"
+
+
+def criteria_for(
+    region: str | None, first: str | None, last: str | None, level: Level, *, names: str = "--"
+) -> Criteria:
+    """A report's criteria from its options (CLI) or query (API); ValueError naming one.
+
+    `names` prefixes the option names in errors: "--" for --from, "" for from.
+    """
+    return Criteria(
+        region=normalise_region(region) if region else None,
+        first_month=_month(first, f"{names}from"),
+        last_month=_month(last, f"{names}to"),
+        level=level,
+    )
+
+
+class ReportUnavailableError(Exception):
+    """A report could not be read (its read model not built yet, say): the one line why."""
+
+
+def read_report(datastore: PostgresDatastore, schema: str, name: str, criteria: Criteria) -> Report:
+    """A report from the read models in a schema (ReportUnavailableError saying why not)."""
+    if name not in REPORTS:
+        raise ReportUnavailableError(f"unknown report {name!r}; choose one of {', '.join(REPORTS)}")
+    try:
+        with datastore.transaction(commit=False) as curs:
+            return REPORTS[name](curs, schema, criteria)
+    except Exception as error:  # a read model not built yet: say which, in one line
+        raise ReportUnavailableError(
+            f"cannot read the {name} report from schema {schema!r}: {error}"
+        ) from None
+
+
+def report_json(result: Report) -> dict[str, Any]:
+    """A report as JSON values: its title and rows."""
+    return {"title": result.title, "rows": [_plain(row) for row in result.rows]}
+
+
+def write_csv(result: Report, file: TextIO) -> None:
+    """A report as CSV with a header line."""
+    writer = csv.DictWriter(file, fieldnames=result.columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_plain(row) for row in result.rows)
 
 
 def report(
@@ -81,12 +141,7 @@ def report(
     if name not in REPORTS:
         raise fail(f"unknown report {name!r}; choose one of {', '.join(REPORTS)}")
     try:
-        criteria = Criteria(
-            region=normalise_region(region) if region else None,
-            first_month=_month(first, "--from"),
-            last_month=_month(last, "--to"),
-            level=level,
-        )
+        criteria = criteria_for(region, first, last, level)
     except ValueError as error:
         raise fail(str(error)) from None
     settings = load_settings()
@@ -94,10 +149,9 @@ def report(
         schema = schema or settings.db_schema
         datastore = read_model_datastore(ends.database_url, schema=schema, pool_size=1)
         try:
-            with datastore.transaction(commit=False) as curs:
-                result = REPORTS[name](curs, schema, criteria)
-        except Exception as error:  # a read model not built yet: say which, in one line
-            raise fail(f"cannot read the {name} report from schema {schema!r}: {error}") from None
+            result = read_report(datastore, schema, name, criteria)
+        except ReportUnavailableError as error:
+            raise fail(str(error)) from None
         finally:
             datastore.close()
     render(result, output)
@@ -106,11 +160,9 @@ def report(
 def render(result: Report, output: Format) -> None:
     """Print a report in the chosen format."""
     if output is Format.JSON:
-        print_json({"title": result.title, "rows": [_plain(row) for row in result.rows]})
+        print_json(report_json(result))
     elif output is Format.CSV:
-        writer = csv.DictWriter(sys.stdout, fieldnames=result.columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(_plain(row) for row in result.rows)
+        write_csv(result, sys.stdout)
     else:
         _table(result)
 

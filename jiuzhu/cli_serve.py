@@ -22,6 +22,8 @@ class Component(StrEnum):
     INTAKE = "intake"
     RELAY = "relay"
     PROJECTOR = "projector"
+    CLOCK = "clock"
+    API = "api"
     ALL = "all"
 
 

@@ -239,6 +239,8 @@ def _support(
     if ended != _LAST_MONTH:
         exit_by = t.by(f"{region}-civil-affairs", "approver", ended, "income above the line")
         for m in measures:
+            if m["programme"] in ("temporary_relief", "medical_relief"):
+                continue  # a one-off grant's enrolment ended with its payment
             t.step("exit_programme", exit_by, programme=m["programme"], ended_on=ended)
         t.step(
             "close_case",

@@ -14,6 +14,7 @@ __all__ = [
     "event_row",
     "event_type",
     "mask_id_card",
+    "moment_from_text",
     "summary",
     "yuan",
 ]
@@ -35,6 +36,17 @@ def mask_id_card(number: str) -> str:
 def end_of_day(day: date) -> datetime:
     """The last moment of a civil day in China Standard Time."""
     return datetime.combine(day + timedelta(days=1), time(), CHINA_TIME) - timedelta(microseconds=1)
+
+
+def moment_from_text(text: str) -> datetime:
+    """A date (end of that day, China time) or an ISO date-time; ValueError saying so."""
+    try:
+        if len(text) == 10:
+            return end_of_day(date.fromisoformat(text))
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or date-time (ISO 8601)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=CHINA_TIME)
 
 
 def event_type(event: object) -> str:

@@ -20,7 +20,9 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.server import start_api
 from consumers.brokers import broker_connected, make_broker
+from consumers.lease import UNLEASED_ROLES, Lease, LeaseState, run_leased
 from consumers.projector import Feed, Projector, stored_states, subscribe_projector
 from consumers.relay import Relay
 from consumers.streams import BrokerDeadLetterer, EventsDestination, declare_events, make_publisher
@@ -30,6 +32,7 @@ from jiuzhu.audit.courier import carry_checkpoints
 from jiuzhu.bootstrap import casework
 from jiuzhu.logging import quiet_access_log
 from jiuzhu.settings import Settings
+from processes.clock import start_clock
 from projections.base import read_model_datastore
 from projections.registry import READ_MODELS
 
@@ -37,7 +40,7 @@ __all__ = ["COMPONENTS", "ServeSettings", "Service", "serve"]
 
 log = structlog.get_logger("jiuzhu.serve")
 
-COMPONENTS = ("intake", "relay", "projector")
+COMPONENTS = ("intake", "relay", "projector", "clock", "api")
 
 
 class ServeSettings(BaseSettings):
@@ -100,6 +103,7 @@ class Health:
     figures: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
     # Whether a component is waiting out an outage (alive, resuming on its own).
     degraded: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    lease: LeaseState | None = None  # None: no lease (every instance works)
 
     def report(self) -> tuple[bool, dict[str, Any]]:
         """Whether all are healthy, and the body to answer with.
@@ -116,10 +120,15 @@ class Health:
             component["status"] = (
                 "ok" if component["healthy"] else "degraded" if waiting and waiting() else "down"
             )
+        if self.lease is not None and self.lease.state == "standby":
+            # A hot standby is healthy: it is doing its job, waiting to take over.
+            return True, {"healthy": True, "status": "ok", "state": "standby", "components": {}}
         healthy = bool(components) and all(c["healthy"] for c in components.values())
         statuses = {c["status"] for c in components.values()}
         status = "ok" if healthy else "down" if "down" in statuses or not statuses else "degraded"
-        return healthy, {"healthy": healthy, "status": status, "components": components}
+        state = self.lease.state if self.lease is not None else "active"
+        body = {"healthy": healthy, "status": status, "state": state, "components": components}
+        return healthy, body
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A minimal HTTP/1.0 answer: 200 when healthy, 503 otherwise, JSON body."""
@@ -155,6 +164,8 @@ class Service:
         broker_url: str,
         settings: Settings,
         options: ServeSettings,
+        health: Health | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self.components = components
         self.database_url = database_url
@@ -162,8 +173,8 @@ class Service:
         self.settings = settings
         self.options = options
         self.destination = options.destination()
-        self.health = Health()
-        self.stopping = asyncio.Event()
+        self.health = health or Health()
+        self.stopping = stopping or asyncio.Event()
         self.relay: Relay | None = None
         self.projector: Projector | None = None
         self.running: list[asyncio.Task[Any]] = []
@@ -203,6 +214,10 @@ class Service:
                     stack, app, self.broker_url, self.health, self.stopping, self.options
                 )
             )
+        if "clock" in self.components:
+            self.running.append(await start_clock(self, app))
+        if "api" in self.components:  # the HTTP API and workbench (api.server)
+            self.running.append(await start_api(stack, app, settings, self.stopping, self.health))
 
     async def _start_projector(self, app: CaseWork) -> None:
         stack, destination = self._stack, self.destination
@@ -295,25 +310,34 @@ async def serve(
     settings: Settings,
     options: ServeSettings,
 ) -> int:
-    """Run the components until SIGTERM/SIGINT; the exit status."""
-    service = Service(
-        components,
-        database_url=database_url,
-        broker_url=broker_url,
-        settings=settings,
-        options=options,
-    )
+    """Run the components until SIGTERM/SIGINT (a standby while another holds the lease)."""
+    stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, service.stopping.set)
-    async with service:
-        server = None
-        if options.health_port:
-            server = await asyncio.start_server(
-                service.health.answer, "0.0.0.0", options.health_port
-            )
-        log.info("serving", components=sorted(components), stream=service.destination.stream)
-        status = await service.wait()
+        loop.add_signal_handler(signum, stopping.set)
+    lease = Lease(database_url, scope=settings.db_schema, roles=components - UNLEASED_ROLES)
+    health = Health(lease=lease.status if lease.keys else None)
+
+    async def work(halt: asyncio.Event) -> int:
+        service = Service(
+            components,
+            database_url=database_url,
+            broker_url=broker_url,
+            settings=settings,
+            options=options,
+            health=health,
+            stopping=halt,
+        )
+        async with service:
+            log.info("serving", components=sorted(components), stream=service.destination.stream)
+            return await service.wait()
+
+    server = None
+    if options.health_port:
+        server = await asyncio.start_server(health.answer, "0.0.0.0", options.health_port)
+    try:
+        status = await run_leased(lease, stopping, work)
+    finally:
         if server is not None:
             server.close()
     log.info("stopped", status=status)

@@ -48,13 +48,18 @@ class Settings(BaseSettings):
         "<data_dir>/keys/audit-signing.pem, generated on first use (embedded/demo default)",
     )
     checkpoint_every: int = Field(
-        default=10_000, ge=0, description="Sign a checkpoint every N events (0: on command only)"
+        default=1_000, ge=0, description="Sign a checkpoint every N events (0: not by count)"
     )
     key_cache_seconds: float = Field(
         default=5.0, ge=0, le=300, description="How long a process may cache a data key"
     )
     actor: str | None = Field(default=None, description="Who runs CLI commands, unless --actor")
     role: str | None = Field(default=None, description="Role of CLI commands, unless --role")
+    four_eyes: bool = Field(
+        default=True,
+        description="Whoever assessed a case may not enrol it or grant it relief, and whoever "
+        "granted emergency relief may not regularise it (Policy.four_eyes)",
+    )
 
     @field_validator("master_key")
     @classmethod
@@ -84,3 +89,11 @@ class Settings(BaseSettings):
             msg = f"JIUZHU_BROKER_URL scheme must be one of {', '.join(_BROKER_SCHEMES)}: {url!r}"
             raise ValueError(msg)
         return url or None
+
+    # -- appended by issue 10 (audit trail against the database's administrator) ------------
+    checkpoint_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Sign a checkpoint at most every N seconds while events arrive, and the "
+        "relay's courier signs the last events when they stop (0: by count only)",
+    )

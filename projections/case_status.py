@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from domain.case import Case
+from domain.values import ONE_OFF
 from projections.folding import Batch, FoldingReadModel, Row, Table, folds
 
 __all__ = ["CASES", "CASE_EVENTS", "CaseStatus", "status_of"]
@@ -175,6 +176,8 @@ class CaseStatus(FoldingReadModel):
         if row is not None:
             row["paid_total_fen"] += event.amount_fen
             row["payments"] += 1
+            if getattr(event, "period", None) == ONE_OFF:  # the grant's enrolment ends with it
+                row["programmes"] = [p for p in row["programmes"] if p != event.programme]
             if row["first_paid_at"] is None:
                 row["first_paid_at"] = event.occurred_at
             self._moved(row, event)

@@ -3,21 +3,25 @@
 One row per case and programme (a re-enrolment after an exit replaces the row), and one
 row per case with its household, county and size (updated by each verification), so
 "households and people currently enrolled" is a join, and a household that shrinks or
-grows counts right everywhere at once. An enrolment is current until its Exited event.
+grows counts right everywhere at once. An enrolment is current until its Exited event, or,
+for a one-off grant (temporary or medical relief), until its one payment (since round 2:
+after upgrading, `jiuzhu rebuild programme_roll case_status` reads old histories this way).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.case import Case, add_months
+from domain.deadlines import DeadlineKind
+from domain.values import ONE_OFF
 from projections.folding import Batch, FoldingReadModel, Row, Table, folds
-from projections.regions import Criteria, Report
+from projections.regions import CHINA_TIME, Criteria, Report
 
 __all__ = ["ProgrammeRoll", "report"]
 
@@ -47,9 +51,12 @@ ENROLMENTS = Table(
         ("last_reviewed_at", "timestamptz"),
         ("ended_on", "date"),
         ("exited_at", "timestamptz"),
+        ("review_escalated_at", "timestamptz"),
     ),
     key=("case_id", "programme"),
-    loaded_by=frozenset({Case.Reviewed, Case.BenefitAdjusted, Case.Exited}),
+    loaded_by=frozenset(
+        {Case.Reviewed, Case.BenefitAdjusted, Case.Exited, Case.Paid, Case.Escalated}
+    ),
 )
 
 
@@ -59,6 +66,7 @@ class ProgrammeRoll(FoldingReadModel):
     name = "programme_roll"
     tables: ClassVar = ("programme_roll", "roll_case")
     state_tables: ClassVar = (HOUSEHOLDS, ENROLMENTS)
+    filtered: ClassVar = frozenset({Case.Paid, Case.Escalated})
     ddl: ClassVar = (
         "CREATE TABLE IF NOT EXISTS {schema}.roll_case (case_id uuid PRIMARY KEY, "
         "household_id text NOT NULL, region text NOT NULL, household_size integer NOT NULL)",
@@ -67,7 +75,11 @@ class ProgrammeRoll(FoldingReadModel):
         "category text NOT NULL, amount_fen bigint NOT NULL, effective_from date NOT NULL, "
         "enrolled_at timestamptz NOT NULL, review_interval_months integer NOT NULL, "
         "review_due date NOT NULL, last_reviewed_at timestamptz, ended_on date, "
-        "exited_at timestamptz, PRIMARY KEY (case_id, programme))",
+        "exited_at timestamptz, review_escalated_at timestamptz, "
+        "PRIMARY KEY (case_id, programme))",
+        # Tables made before the clock existed get the column (a rebuild fills it).
+        "ALTER TABLE {schema}.programme_roll "
+        "ADD COLUMN IF NOT EXISTS review_escalated_at timestamptz",
     )
 
     @folds(Case.Discovered)
@@ -108,6 +120,7 @@ class ProgrammeRoll(FoldingReadModel):
                 "last_reviewed_at": None,
                 "ended_on": None,
                 "exited_at": None,
+                "review_escalated_at": None,
             },
         )
 
@@ -124,6 +137,7 @@ class ProgrammeRoll(FoldingReadModel):
         if enrolment is not None:
             enrolment["review_due"] = event.next_review_due
             enrolment["last_reviewed_at"] = event.occurred_at
+            enrolment["review_escalated_at"] = None  # the review answered the escalation
 
     @folds(Case.BenefitAdjusted)
     def _adjusted(self, event: Case.BenefitAdjusted, batch: Batch) -> None:
@@ -136,6 +150,27 @@ class ProgrammeRoll(FoldingReadModel):
         enrolment = self._enrolment(batch, event, event.programme)
         if enrolment is not None:
             enrolment["ended_on"] = event.ended_on
+            enrolment["exited_at"] = event.occurred_at
+
+    def keeps(self, event: Any) -> bool:
+        # Of payments only one-off ones: a grant's enrolment ends with its one payment.
+        if isinstance(event, Case.Paid):
+            return bool(event.period == ONE_OFF)
+        # Of escalations only overdue reviews.
+        return bool(event.kind == DeadlineKind.REVIEW_OVERDUE.value)
+
+    @folds(Case.Escalated)
+    def _review_escalated(self, event: Case.Escalated, batch: Batch) -> None:
+        programme = event.deadline.partition(":")[2]
+        enrolment = self._enrolment(batch, event, programme)
+        if enrolment is not None:
+            enrolment["review_escalated_at"] = event.occurred_at
+
+    @folds(Case.Paid)
+    def _paid_once(self, event: Case.Paid, batch: Batch) -> None:
+        enrolment = self._enrolment(batch, event, event.programme)
+        if enrolment is not None and enrolment["exited_at"] is None:
+            enrolment["ended_on"] = event.occurred_at.astimezone(CHINA_TIME).date()
             enrolment["exited_at"] = event.occurred_at
 
 
@@ -153,6 +188,8 @@ def report(curs: Cursor[DictRow], schema: str, criteria: Criteria) -> Report:
             "count(*) FILTER (WHERE {monthly} AND r.review_due >= {today} "
             "AND r.review_due < {soon}) AS reviews_due_30_days, "
             "count(*) FILTER (WHERE {monthly} AND r.review_due < {today}) AS reviews_overdue, "
+            "count(*) FILTER (WHERE {active} AND r.review_escalated_at IS NOT NULL) "
+            "AS reviews_escalated, "
             "count(*) FILTER (WHERE NOT {active}) AS exited "
             "FROM {schema}.programme_roll r JOIN {schema}.roll_case c USING (case_id) "
             "WHERE {region} GROUP BY 1, 2 ORDER BY 1, 2"
@@ -170,7 +207,7 @@ def report(curs: Cursor[DictRow], schema: str, criteria: Criteria) -> Report:
         title=f"Programme roll as of {criteria.today.isoformat()}",
         columns=[
             "region", "programme", "households", "people", "monthly_amount_fen",
-            "reviews_due_30_days", "reviews_overdue", "exited",
+            "reviews_due_30_days", "reviews_overdue", "reviews_escalated", "exited",
         ],
         rows=[dict(row) for row in curs.fetchall()],
         notes=["Current enrolments (no exit yet); reviews of monthly benefits only."],

@@ -6,17 +6,19 @@ keeps the facts (assignee, due date, when verified) and reports derive the statu
 
 from __future__ import annotations
 
-from typing import ClassVar
+from datetime import date
+from typing import Any, ClassVar
 
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
 from domain.case import Case
+from domain.deadlines import DeadlineKind
 from projections.folding import Batch, FoldingReadModel, Table, folds
-from projections.regions import Criteria, Report
+from projections.regions import Criteria, Report, region_matches
 
-__all__ = ["VerificationTasks", "report"]
+__all__ = ["VerificationTasks", "report", "task_list"]
 
 TASKS = Table(
     "verification_task",
@@ -30,8 +32,9 @@ TASKS = Table(
         ("verified_at", "timestamptz"),
         ("verdict", "text"),
         ("closed_at", "timestamptz"),
+        ("escalated_at", "timestamptz"),
     ),
-    loaded_by=frozenset({Case.VerificationAssigned, Case.Verified, Case.Closed}),
+    loaded_by=frozenset({Case.VerificationAssigned, Case.Verified, Case.Closed, Case.Escalated}),
 )
 
 
@@ -45,7 +48,9 @@ class VerificationTasks(FoldingReadModel):
         "CREATE TABLE IF NOT EXISTS {schema}.verification_task (case_id uuid PRIMARY KEY, "
         "region text NOT NULL, assignee text, assigned_at timestamptz, due_on date, "
         "assignments integer NOT NULL, verified_at timestamptz, verdict text, "
-        "closed_at timestamptz)",
+        "closed_at timestamptz, escalated_at timestamptz)",
+        # Tables made before the clock existed get the column (a rebuild fills it).
+        "ALTER TABLE {schema}.verification_task ADD COLUMN IF NOT EXISTS escalated_at timestamptz",
         "CREATE INDEX IF NOT EXISTS verification_task_due "
         "ON {schema}.verification_task (due_on) WHERE verified_at IS NULL",
     )
@@ -64,6 +69,7 @@ class VerificationTasks(FoldingReadModel):
                 "verified_at": None,
                 "verdict": None,
                 "closed_at": None,
+                "escalated_at": None,
             },
         )
 
@@ -90,6 +96,18 @@ class VerificationTasks(FoldingReadModel):
         task["verdict"] = event.verdict
         batch.touch(TASKS, event.originator_id)
 
+    filtered: ClassVar = frozenset({Case.Escalated})
+
+    def keeps(self, event: Any) -> bool:
+        # Of escalations only the clock's "visit overdue" ones.
+        return bool(event.kind == DeadlineKind.VERIFICATION_OVERDUE.value)
+
+    @folds(Case.Escalated)
+    def _escalated(self, event: Case.Escalated, batch: Batch) -> None:
+        task = batch.changing(TASKS, event.originator_id)
+        if task is not None and task["escalated_at"] is None:
+            task["escalated_at"] = event.occurred_at
+
     @folds(Case.Closed)
     def _closed(self, event: Case.Closed, batch: Batch) -> None:
         task = batch.row(TASKS, event.originator_id)
@@ -112,7 +130,8 @@ def report(curs: Cursor[DictRow], schema: str, criteria: Criteria) -> Report:
             "count(*) FILTER (WHERE verified_at IS NOT NULL) AS done, "
             "count(*) FILTER (WHERE (verified_at AT TIME ZONE 'Asia/Shanghai')::date > due_on) "
             "AS done_late, "
-            "count(*) FILTER (WHERE verified_at IS NULL AND closed_at IS NOT NULL) AS cancelled "
+            "count(*) FILTER (WHERE verified_at IS NULL AND closed_at IS NOT NULL) AS cancelled, "
+            "count(*) FILTER (WHERE escalated_at IS NOT NULL) AS escalated "
             "FROM {schema}.verification_task WHERE {region} AND "
             "(assigned_at IS NULL OR {months}) GROUP BY 1, 2 ORDER BY 1, 2"
         ).format(
@@ -127,8 +146,55 @@ def report(curs: Cursor[DictRow], schema: str, criteria: Criteria) -> Report:
         title=f"Verification tasks as of {criteria.today.isoformat()}",
         columns=[
             "region", "assignee", "cases", "tasks_issued", "open", "overdue", "done",
-            "done_late", "cancelled",
+            "done_late", "cancelled", "escalated",
         ],
         rows=[dict(row) for row in curs.fetchall()],
-        notes=["Months filter the month a task was (last) assigned."],
+        notes=[
+            "Months filter the month a task was (last) assigned; escalated: the clock sent "
+            "the overdue visit to the county.",
+        ],
     )  # fmt: skip
+
+
+def task_list(
+    curs: Cursor[DictRow],
+    schema: str,
+    *,
+    today: date,
+    assignee: str | None = None,
+    region: str | None = None,
+    overdue: bool | None = None,
+    include_done: bool = False,
+    limit: int = 500,
+) -> list[dict[str, object]]:
+    """Verification tasks one by one, overdue first then by due date (an inbox, a worklist).
+
+    Open means assigned, not yet verified and the case not closed; overdue means open and
+    past its due date on `today`. `region` is a 2, 4 or 6 digit prefix (already normalised).
+    """
+    conditions = [region_matches("region", region)]
+    if not include_done:
+        conditions.append(SQL("verified_at IS NULL AND closed_at IS NULL"))
+    if assignee is not None:
+        conditions.append(SQL("assignee = {0}").format(Literal(assignee)))
+    if overdue is not None:
+        is_overdue = SQL("(verified_at IS NULL AND closed_at IS NULL AND due_on < {0})").format(
+            Literal(today)
+        )
+        conditions.append(
+            is_overdue if overdue else SQL("NOT coalesce({0}, false)").format(is_overdue)
+        )
+    curs.execute(
+        SQL(
+            "SELECT case_id, region, assignee, assigned_at, due_on, assignments, verified_at,"
+            " verdict, closed_at, (verified_at IS NULL AND closed_at IS NULL AND due_on < {today})"
+            " AS overdue FROM {schema}.verification_task WHERE {where}"
+            " ORDER BY overdue DESC, due_on NULLS LAST, case_id LIMIT {limit}"
+        ).format(
+            today=Literal(today),
+            schema=Identifier(schema),
+            where=SQL(" AND ").join(conditions),
+            limit=Literal(limit),
+        )
+    )
+    return [{**row, "overdue": bool(row["overdue"])} for row in curs.fetchall()]

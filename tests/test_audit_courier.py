@@ -7,21 +7,28 @@ import contextlib
 from uuid import uuid4
 
 import nats
+import psycopg
 import pytest
+from psycopg.sql import SQL, Identifier
 
 from jiuzhu.audit.casework import AuditedCaseWork
 from jiuzhu.audit.checkpoints import list_checkpoints, unpublished_checkpoints
 from jiuzhu.audit.courier import carry_checkpoints
+from jiuzhu.audit.signing import Checkpoint
+from jiuzhu.audit.witness import published_checkpoints
+from jiuzhu.settings import Settings
+from tests.conftest import DATABASE_URL
 from tests.stories import enrolled, pay
-from tests.test_audit_support import audited, settings  # noqa: F401
+from tests.test_audit_support import audited, server_time_zone, settings, verify  # noqa: F401
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
 NATS_URL = "nats://127.0.0.1:4222"
 
 
-def test_new_checkpoints_reach_the_broker_once(
+def test_new_checkpoints_reach_the_broker_once_and_vouch_for_the_log(
     audited: AuditedCaseWork,  # noqa: F811
+    settings: Settings,  # noqa: F811
 ) -> None:
     case_id = enrolled(audited)
     pay(audited, case_id, "2023-04")
@@ -29,7 +36,7 @@ def test_new_checkpoints_reach_the_broker_once(
     assert signed, "the store signs a checkpoint every 4 events"
     subject, stream = f"relief.audit.checkpoints.t{uuid4().hex[:8]}", f"AUDIT_T{uuid4().hex[:8]}"
 
-    async def carry_until_published() -> int:
+    async def carry_until_published() -> list[Checkpoint]:
         stopping = asyncio.Event()
         courier = asyncio.create_task(
             carry_checkpoints(
@@ -47,11 +54,23 @@ def test_new_checkpoints_reach_the_broker_once(
         await courier
         connection = await nats.connect(NATS_URL)
         try:
-            js = connection.jetstream()
-            messages = (await js.stream_info(stream)).state.messages
-            await js.delete_stream(stream)
-            return messages
+            return await published_checkpoints(NATS_URL, subject=subject, stream=stream)
         finally:
+            await connection.jetstream().delete_stream(stream)
             await connection.close()
 
-    assert asyncio.run(carry_until_published()) == len(signed)
+    published = asyncio.run(carry_until_published())
+    assert [c.number for c in published] == [c.number for c in signed]
+    assert verify(audited, settings, external=published).ok
+
+    # Deleting the checkpoints in PostgreSQL does not delete the broker's copy.
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        conn.execute(
+            SQL("DELETE FROM {0}").format(
+                Identifier(audited.audit.schema, audited.audit.checkpoints_table)
+            )
+        )
+    assert verify(audited, settings).ok, "the database alone cannot tell"
+    missing = verify(audited, settings, external=published).findings
+    assert len(missing) == len(signed)
+    assert all("missing from the database" in f.detail for f in missing)

@@ -10,17 +10,19 @@ from uuid import uuid4
 
 import nats
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 from jiuzhu.audit.casework import AuditedCaseWork
 from jiuzhu.audit.checkpoints import list_checkpoints
 from jiuzhu.audit.histories import case_history, household_history, trace
 from jiuzhu.audit.publish import publish_checkpoints
+from jiuzhu.audit.signing import Signer
 from jiuzhu.cli import app as cli
 from jiuzhu.settings import Settings
 from tests.conftest import DATABASE_URL
 from tests.stories import by, enrolled, opened, pay
-from tests.test_audit_support import audited, settings  # noqa: F401
+from tests.test_audit_support import audited, server_time_zone, settings  # noqa: F401
 
 pytestmark = pytest.mark.postgres
 
@@ -55,7 +57,7 @@ def test_a_case_history_records_who_why_cause_and_both_times(
     assert enrol.causation_id.startswith("command:")
     assert enrol.data["amount_fen"] == 50000
     assert len(enrol.hash) == 64
-    earlier = case_history(audited, case_id, personal=True, as_of=entries[2].recorded_at)
+    earlier = case_history(audited, case_id, personal=True, known_at=entries[2].recorded_at)
     assert [e.version for e in earlier] == [1, 2, 3]
 
 
@@ -88,6 +90,7 @@ def test_household_chain_spans_its_cases_and_trace_spans_one_conversation(
 
 def test_export_verifies_and_any_edit_is_caught(
     audited: AuditedCaseWork,  # noqa: F811
+    settings: Settings,  # noqa: F811
     runner: CliRunner,
     tmp_path: Path,
 ) -> None:
@@ -98,14 +101,29 @@ def test_export_verifies_and_any_edit_is_caught(
     assert made.exit_code == 0, made.output
     lines = out.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1 + 7 + 1
-    checked = runner.invoke(cli, ["audit", "verify-export", str(out)])
+    public = str(settings.data_dir / "keys" / "audit-signing.pem.pub")
+    checked = runner.invoke(cli, ["audit", "verify-export", str(out), "--public-key", public])
     assert checked.exit_code == 0, checked.output
     assert "7 events" in checked.output
-    assert "signed by key" in checked.output
+    assert "signed by trusted key" in checked.output
+    # The key inside the file proves nothing: refused unless asked for, and said loudly.
+    refused = runner.invoke(cli, ["audit", "verify-export", str(out)])
+    assert refused.exit_code == 1
+    assert "no --public-key given" in refused.output
+    own_key = runner.invoke(cli, ["audit", "verify-export", str(out), "--trust-file-key"])
+    assert own_key.exit_code == 0, own_key.output
+    assert "NOT AUTHENTICATED" in own_key.output
+    stranger = Signer(Ed25519PrivateKey.generate())
+    (tmp_path / "stranger.pub").write_bytes(stranger.public_pem())
+    untrusted = runner.invoke(
+        cli, ["audit", "verify-export", str(out), "--public-key", str(tmp_path / "stranger.pub")]
+    )
+    assert untrusted.exit_code == 1
+    assert "not a trusted key" in untrusted.output
 
     edited = out.read_text(encoding="utf-8").replace('"amount_fen":50000', '"amount_fen":90000')
     out.write_text(edited, encoding="utf-8")
-    caught = runner.invoke(cli, ["audit", "verify-export", str(out)])
+    caught = runner.invoke(cli, ["audit", "verify-export", str(out), "--public-key", public])
     assert caught.exit_code == 1
     assert "digest differs" in caught.output
 

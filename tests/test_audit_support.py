@@ -32,8 +32,21 @@ def settings(tmp_path: Path) -> Settings:
     return audit_settings(tmp_path)
 
 
+# The audit tests run twice: with the server's sessions in UTC, and in China's time zone, as
+# a provincial server would be (libpq sends PGTZ as the session's time zone).
+SERVER_TIME_ZONES = ["UTC", "Asia/Shanghai"]
+
+
+@pytest.fixture(params=SERVER_TIME_ZONES)
+def server_time_zone(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every PostgreSQL session the test opens uses this time zone."""
+    zone: str = request.param
+    monkeypatch.setenv("PGTZ", zone)
+    return zone
+
+
 @pytest.fixture
-def audited(pg_schema: str, settings: Settings) -> Iterator[AuditedCaseWork]:
+def audited(pg_schema: str, settings: Settings, server_time_zone: str) -> Iterator[AuditedCaseWork]:
     """The audited CaseWork on its own schema, with checkpoints every 4 events."""
     app = casework(DATABASE_URL, schema=pg_schema, settings=settings)
     assert isinstance(app, AuditedCaseWork)

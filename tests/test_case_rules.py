@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from typing import Any
 from uuid import uuid4
@@ -24,6 +25,7 @@ from domain.errors import (
     OutsideEnrolmentPeriodError,
     PermissionDeniedError,
     ReasonRequiredError,
+    SelfApprovalError,
     VerificationRequiredError,
 )
 from tests.stories import by, enrolled, opened, pay, verified
@@ -123,7 +125,10 @@ def test_dibao_enrolment_waits_for_the_public_notice_to_run(app: CaseWork) -> No
         {
             "case_id": case_id,
             "measures": [{"programme": "rural_dibao", "amount_fen": 50000}],
-            "by": by("approver", days=29, reason="objection unfounded"),
+            "by": {
+                **by("approver", days=29, reason="objection unfounded"),
+                "actor": "assessment-panel",  # another approver enrols (four eyes)
+            },
         }
     )
     enrol(app, case_id, "rural_dibao", days=30)
@@ -340,3 +345,42 @@ def test_commands_return_the_notification_id(app: CaseWork) -> None:
     case_id = enrolled(app)
     notification_id = pay(app, case_id, "2023-04")
     assert notification_id == app.recorder.max_notification_id()
+
+
+def test_an_approver_may_not_enrol_on_their_own_assessment(app: CaseWork) -> None:
+    case_id = verified(app)
+    app.assess(
+        {
+            "case_id": case_id,
+            "measures": [{"programme": "temporary_relief", "amount_fen": 400000}],
+            "by": by("approver", days=10),
+        }
+    )
+    error = appends_nothing(app, lambda: enrol(app, case_id), SelfApprovalError)
+    assert "approver-1 assessed this case and may not enrol it in temporary_relief" in str(error)
+    assert isinstance(error, SelfApprovalError)
+    assert error.rule == "four-eyes-approval"
+    other = {**by("approver", days=20), "actor": "approver-2"}
+    app.enrol(
+        {
+            "case_id": case_id,
+            "programme": "temporary_relief",
+            "amount_fen": 400000,
+            "effective_from": date(2023, 4, 1),
+            "by": other,
+        }
+    )
+    assert app.get_case(case_id).active_programmes == ["temporary_relief"]
+
+
+def test_whoever_granted_emergency_relief_may_not_regularise_it(app: CaseWork) -> None:
+    case_id = verified(app)
+    granter = {**by("approver"), "reason": "fire"}
+    app.grant_emergency_relief(
+        {"case_id": case_id, "grant_id": "EG-1", "amount_fen": 100000, "by": granter}
+    )
+    regularise = {"case_id": case_id, "grant_id": "EG-1", "by": by("approver", days=4)}
+    appends_nothing(app, lambda: app.regularise_emergency_relief(regularise), SelfApprovalError)
+    app.policy = replace(app.policy, four_eyes=False)  # a locality that allows it
+    app.regularise_emergency_relief(regularise)
+    assert app.get_case(case_id).emergency_grants["EG-1"]["regularised"]

@@ -84,7 +84,9 @@ def test_case_history_lists_every_event_in_order(
         (["case", "show", str(uuid4())], "not found"),
         (["case", "history", str(uuid4())], "not found"),
         (["case", "show", "{case}", "--as-of", "yesterday"], "is not a date"),
-        (["case", "show", "{case}", "--as-of", "2001-01-01"], "as recorded by 2001-01-01"),
+        (["case", "show", "{case}", "--as-of", "2001-01-01"], "nothing happened by 2001-01-01"),
+        (["case", "show", "{case}", "--known-at", "2001-01-01"], "as recorded by 2001-01-01"),
+        (["case", "show", "{case}", "--known-at", "soon"], "--known-at 'soon' is not a date"),
         (["case", "show", "{case}", "--version", "1", "--as-of", "2024-01-01"], "not both"),
     ],
 )
@@ -96,3 +98,18 @@ def test_user_mistakes_get_one_line_and_exit_1(
     assert message in result.stderr
     assert "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_case_show_lists_the_pending_deadlines(runner: CliRunner, paid_case: UUID) -> None:
+    result = runner.invoke(cli, ["case", "show", str(paid_case), "--json"])
+    assert result.exit_code == 0, result.output
+    deadlines = {d["deadline"]: d for d in json.loads(result.stdout)["deadlines"]}
+    # Enrolled 1 April 2023 as a changing household: reviewed every 6 months.
+    assert set(deadlines) == {"review_due:rural_dibao", "review_overdue:rural_dibao"}
+    assert deadlines["review_due:rural_dibao"]["due_at"].startswith("2023-10-01T00:00:00+08:00")
+    table = runner.invoke(cli, ["case", "show", str(paid_case)])
+    assert "Pending deadlines" in table.stdout
+    assert "review_due:rural_dibao" in table.stdout
+    at_first = runner.invoke(cli, ["case", "show", str(paid_case), "--version", "1", "--json"])
+    kinds = [d["kind"] for d in json.loads(at_first.stdout)["deadlines"]]
+    assert kinds == ["decision_near", "decision_due", "decision_limit"]

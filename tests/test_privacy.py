@@ -20,7 +20,7 @@ from jiuzhu.privacy.mapper import ERASED
 from jiuzhu.settings import Settings
 from tests.conftest import DATABASE_URL
 from tests.stories import by, enrolled, opened, pay
-from tests.test_audit_support import audited, settings, verify  # noqa: F401
+from tests.test_audit_support import audited, server_time_zone, settings, verify  # noqa: F401
 
 pytestmark = pytest.mark.postgres
 

@@ -157,6 +157,8 @@ def case_steps(plan: dict[str, Any]) -> list[Step]:
                 "exit_programme", programme=p, ended_on=date(2024, 6, 1), by=at(200, "approver")
             )
             for p in enrolled
+            # A one-off grant's enrolment ended with its payment.
+            if p.endswith("dibao") or not plan["months"]
         ]
         steps.append(command("close_case", by=at(201, "approver", "income above the line")))
     return steps

@@ -109,6 +109,7 @@ def test_jiuzhu_serve_runs_the_pipeline_and_exits_0_on_sigterm(
         "JIUZHU_DB_SCHEMA": pg_schema,
         "JIUZHU_LOG_JSON": "true",
         "JIUZHU_HEALTH_PORT": str(port),
+        "JIUZHU_API_PORT": "0",  # `serve` (all) runs the API too: any free port
         **{
             f"JIUZHU_{name.upper()}": str(value)
             for name, value in options.model_dump().items()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, date, datetime, timedelta, timezone
+from uuid import UUID
 
 import pytest
+from typer.testing import CliRunner
 
 from domain.application import CaseWork
-from tests.stories import enrolled, pay
+from domain.errors import CaseNotFoundError
+from jiuzhu.cli import app as cli
+from tests.conftest import DATABASE_URL
+from tests.stories import by, enrolled, opened, pay
 
 pytestmark = pytest.mark.postgres
 
@@ -48,3 +54,64 @@ def test_long_cases_are_snapshotted_and_rebuild_identically(app: CaseWork) -> No
     assert replayed.payments == fresh.payments
     at_40 = app.get_case(case_id, version=40)
     assert at_40.paid_total_fen == (40 - 6) * 50000
+
+
+def late_signal_story(app: CaseWork) -> tuple[UUID, datetime]:
+    """A case whose second alert (3 March) was recorded after the visit was assigned (5 March).
+
+    Returns the case and the moment between the two recordings.
+    """
+    case_id = opened(app)  # happened 1 March 2023
+    app.assign_verification(
+        {
+            "case_id": case_id,
+            "assignee": "anren-team",
+            "due_on": date(2023, 3, 10),
+            "by": by(days=4),
+        }
+    )
+    between = datetime.now(UTC)  # after the assignment was recorded, before the signal
+    app.attach_signal({"case_id": case_id, "signal": "hospital stay", "by": by(days=2)})
+    return case_id, between
+
+
+def test_as_of_goes_by_when_things_happened_and_known_at_by_when_they_were_recorded(
+    app: CaseWork,
+) -> None:
+    case_id, between = late_signal_story(app)
+    third_of_march = datetime(2023, 3, 3, 23, 59, tzinfo=timezone(timedelta(hours=8)))
+    happened = app.case_at(case_id, as_of=third_of_march)
+    assert happened.signals == ["medical spending jumped", "hospital stay"]
+    assert happened.assignee is None  # assigned on the 5th
+    known = app.case_at(case_id, known_at=between)
+    assert (known.signals, known.assignee) == (["medical spending jumped"], "anren-team")
+    both = app.case_at(case_id, as_of=third_of_march, known_at=between)
+    assert (both.signals, both.assignee) == (["medical spending jumped"], None)
+    with pytest.raises(CaseNotFoundError, match="nothing happened by 2023-02-28"):
+        app.case_at(case_id, as_of=datetime(2023, 2, 28, tzinfo=UTC))
+
+
+def test_case_show_and_audit_history_answer_by_both_clocks(
+    app: CaseWork, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case_id, between = late_signal_story(app)
+    monkeypatch.setenv("JIUZHU_DATABASE_URL", DATABASE_URL)
+    monkeypatch.setenv("JIUZHU_DB_SCHEMA", pg_schema)
+    runner = CliRunner()
+    who = ["--actor", "auditor-7", "--role", "auditor"]
+    show = ["case", "show", str(case_id), "--as-of", "2023-03-03", "--json", *who]
+    assert json.loads(runner.invoke(cli, show).stdout)["signals"] == [
+        "medical spending jumped", "hospital stay",
+    ]  # fmt: skip
+    known = runner.invoke(cli, [*show, "--known-at", between.isoformat()])
+    assert json.loads(known.stdout)["signals"] == ["medical spending jumped"]
+    history = ["audit", "history", str(case_id), "--format", "json", *who]
+    listed = runner.invoke(cli, [*history, "--as-of", "2023-03-03"])
+    assert [e["type"] for e in json.loads(listed.stdout)] == [
+        "Case.Discovered",
+        "Case.SignalAttached",
+    ]
+    listed = runner.invoke(cli, [*history, "--known-at", between.isoformat()])
+    assert [e["type"] for e in json.loads(listed.stdout)] == [
+        "Case.Discovered", "Case.VerificationAssigned",
+    ]  # fmt: skip

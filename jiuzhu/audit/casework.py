@@ -13,7 +13,7 @@ from eventsourcing.domain import (
     DomainEventProtocol,
     MutableOrImmutableAggregate,
 )
-from eventsourcing.persistence import ApplicationRecorder, Mapper, Recording
+from eventsourcing.persistence import ApplicationRecorder, EventStore, Mapper, Recording
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import EnvType
 
@@ -21,7 +21,9 @@ from domain.application import CaseWork
 from domain.household import Household
 from jiuzhu.audit.recorder import ChainedApplicationRecorder
 from jiuzhu.audit.signing import Signer
+from jiuzhu.audit.snapshots import SealedSnapshotRecorder
 from jiuzhu.audit.tables import AuditTables
+from jiuzhu.privacy.blind_index import BlindIndex
 from jiuzhu.privacy.keys import DataKeyStore
 from jiuzhu.privacy.mapper import PersonalDataMapper
 
@@ -41,11 +43,13 @@ class AuditedCaseWork(CaseWork):
         master_key: bytes,
         signer: Signer | None = None,
         checkpoint_every: int = 0,
+        checkpoint_seconds: float = 0.0,
         key_cache_seconds: float = 5.0,
     ) -> None:
         self._master_key = master_key
         self.signer = signer
         self._checkpoint_every = checkpoint_every
+        self._checkpoint_seconds = checkpoint_seconds
         self._key_cache_seconds = key_cache_seconds
         super().__init__(env)
 
@@ -56,6 +60,11 @@ class AuditedCaseWork(CaseWork):
         if not isinstance(factory, PostgresFactory):
             raise TypeError("the audit trail needs the PostgreSQL event store")
         return factory.datastore
+
+    @property
+    def checkpoint_seconds(self) -> float:
+        """At most this long between checkpoints while events arrive (0: by count only)."""
+        return self._checkpoint_seconds
 
     @property
     def audit(self) -> AuditTables:
@@ -70,8 +79,13 @@ class AuditedCaseWork(CaseWork):
             master_key=self._master_key,
             cache_seconds=self._key_cache_seconds,
         )
+        # Exact search by id-card number, kept in the events' transactions (never plaintext).
+        self.blind_index = BlindIndex(
+            self.datastore, table=f"{self.name.lower()}_blind_index", master_key=self._master_key
+        )
         if self._create_tables():
             self.data_keys.create_table()
+            self.blind_index.create_table()
         return PersonalDataMapper(
             transcoder=self.construct_transcoder(),
             keys=self.data_keys,
@@ -85,12 +99,25 @@ class AuditedCaseWork(CaseWork):
             events_table_name=f"{self.name.lower()}_events",
             signer=self.signer,
             checkpoint_every=self._checkpoint_every,
+            checkpoint_seconds=self._checkpoint_seconds,
             before_insert=[self.data_keys.insert_new_keys],
-            hooks=[self.data_keys.shred_on_erasure],
+            hooks=[self.data_keys.shred_on_erasure, self.blind_index.on_insert],
         )
         if self._create_tables():
             recorder.create_table()
         return recorder
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        # Snapshots are sealed to the chain and checked before use (jiuzhu.audit.snapshots).
+        recorder = SealedSnapshotRecorder(
+            self.datastore,
+            events_table_name=f"{self.name.lower()}_snapshots",
+            audit=self.audit,
+            signer=self.signer,
+        )
+        if self._create_tables():
+            recorder.create_table()
+        return EventStore(mapper=self.mapper, recorder=recorder)
 
     def save(
         self,
@@ -112,7 +139,10 @@ class AuditedCaseWork(CaseWork):
         # are inserted by the recorder in the events' own transaction, not one by one before.
         mapper = self.mapper
         assert isinstance(mapper, PersonalDataMapper)
-        with mapper.sealing(processing_event.events) as keys:
+        with (
+            mapper.sealing(processing_event.events) as keys,
+            self.blind_index.indexing(processing_event.events),
+        ):
             recordings = super()._record(processing_event)
         erased = {
             e.household_id

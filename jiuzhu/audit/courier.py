@@ -8,7 +8,7 @@ import contextlib
 import structlog
 
 from jiuzhu.audit.casework import AuditedCaseWork
-from jiuzhu.audit.checkpoints import mark_published, unpublished_checkpoints
+from jiuzhu.audit.checkpoints import mark_published, sign_if_stale, unpublished_checkpoints
 from jiuzhu.audit.publish import CHECKPOINTS_STREAM, CHECKPOINTS_SUBJECT, publish_checkpoints
 
 __all__ = ["carry_checkpoints"]
@@ -27,12 +27,18 @@ async def carry_checkpoints(
 ) -> None:
     """Publish checkpoints not yet on relief.audit.checkpoints, every few seconds, until stopped.
 
-    The store signs checkpoints as it writes (every JIUZHU_CHECKPOINT_EVERY events); this
-    only carries them out. A checkpoint is marked published after the broker acknowledged
-    it, and its message id makes a re-publish after a crash harmless.
+    The store signs checkpoints as it writes (every JIUZHU_CHECKPOINT_EVERY events, and at
+    most every JIUZHU_CHECKPOINT_SECONDS while events arrive); when they stop, this signs the
+    last ones once that interval has passed, then carries them out. A checkpoint is marked
+    published after the broker acknowledged it, and its message id makes a re-publish after
+    a crash harmless.
     """
     while not stopping.is_set():
         try:
+            if app.signer is not None and app.checkpoint_seconds > 0:
+                await asyncio.to_thread(
+                    sign_if_stale, app.datastore, app.audit, app.signer, app.checkpoint_seconds
+                )
             pending = await asyncio.to_thread(unpublished_checkpoints, app.datastore, app.audit)
             if pending:
                 await publish_checkpoints(broker_url, pending, subject=subject, stream=stream)

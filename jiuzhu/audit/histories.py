@@ -138,16 +138,25 @@ def _entry(app: AuditedCaseWork, row: Any, *, personal: bool) -> HistoryEntry:
 
 
 def case_history(
-    app: AuditedCaseWork, case_id: UUID, *, as_of: datetime | None = None, personal: bool
+    app: AuditedCaseWork,
+    case_id: UUID,
+    *,
+    as_of: datetime | None = None,
+    known_at: datetime | None = None,
+    personal: bool,
 ) -> list[HistoryEntry]:
-    """Every event of a case; with as_of, only those recorded by then."""
+    """Every event of a case; with as_of only those that happened by then (occurred_at),
+    with known_at only those recorded by then; with both, what was known at known_at
+    of what had happened by as_of."""
     entries = entries_where(app, "e.originator_id = %s", (case_id,), personal=personal)
     if not entries or not entries[0].type.startswith("Case."):
         raise CaseNotFoundError(case_id)
+    if known_at is not None:
+        entries = [e for e in entries if e.recorded_at <= known_at]
     if as_of is not None:
-        entries = [e for e in entries if e.recorded_at <= as_of]
-        if not entries:
-            raise CaseNotFoundError(case_id)
+        entries = [e for e in entries if e.occurred_at is not None and e.occurred_at <= as_of]
+    if not entries:
+        raise CaseNotFoundError(case_id)
     return entries
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,7 +19,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from jiuzhu.audit.chain import GENESIS, chain_events
-from jiuzhu.audit.checkpoints import insert_checkpoint
+from jiuzhu.audit.checkpoints import checkpoint_if_due
 from jiuzhu.audit.signing import Signer
 from jiuzhu.audit.tables import AuditTables, binary_array
 
@@ -59,6 +59,8 @@ class _Chaining(_Base):
         *,
         signer: Signer | None = None,
         checkpoint_every: int = 0,
+        checkpoint_seconds: float = 0.0,
+        clock: Callable[[], datetime] | None = None,
         before_insert: Sequence[InsertHook] = (),
         hooks: Sequence[InsertHook] = (),
         **kwargs: Any,
@@ -70,6 +72,10 @@ class _Chaining(_Base):
         self.sql_create_statements.extend(self.audit.ddl())
         self.signer = signer
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_seconds
+        self.clock = clock or _utc_now
+        # When this process next looks at the last checkpoint's age (None: at the next insert).
+        self._next_time_check: datetime | None = None
         self.before_insert = list(before_insert)
         self.hooks = list(hooks)
         # The library's statement with the rows sent as four binary arrays, not one text
@@ -220,9 +226,31 @@ class _Chaining(_Base):
         )
         for hook in self.hooks:
             hook(curs, stored_events)
-        every = self.checkpoint_every
-        if self.signer is not None and every > 0 and last_id // every > previous_last_id // every:
-            insert_checkpoint(curs, self.audit, self.signer, last_id, running, datetime.now(UTC))
+        self._sign_if_due(curs, previous_last_id, last_id, running)
+
+    def _sign_if_due(
+        self, curs: Cursor[DictRow], previous_last_id: int, last_id: int, running: bytes
+    ) -> None:
+        """Every `checkpoint_every` events, and at most every `checkpoint_seconds` seconds."""
+        if self.signer is None:
+            return
+        every, interval = self.checkpoint_every, self.checkpoint_seconds
+        count_due = every > 0 and last_id // every > previous_last_id // every
+        now = self.clock()
+        next_check = self._next_time_check
+        time_maybe = interval > 0 and (next_check is None or now >= next_check)
+        if not (count_due or time_maybe):
+            return
+        newest = checkpoint_if_due(
+            curs, self.audit, self.signer, last_id, running, now,
+            count_due=count_due, interval=interval,
+        )  # fmt: skip
+        # Another process may have signed meanwhile: ask again when that one is due.
+        self._next_time_check = None if newest is None else newest + timedelta(seconds=interval)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _first(item: tuple[int, Any, Any]) -> int:

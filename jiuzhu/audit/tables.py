@@ -29,7 +29,12 @@ class AuditTables:
     originator_id_type: str = "uuid"
 
     def __post_init__(self) -> None:
-        for name in (self.chain_table, self.checkpoints_table, f"{self.chain_table}_corr_idx"):
+        for name in (
+            self.chain_table,
+            self.checkpoints_table,
+            self.seals_table,
+            f"{self.chain_table}_corr_idx",
+        ):
             PostgresRecorder.check_identifier_length(name)
 
     @property
@@ -39,6 +44,16 @@ class AuditTables:
     @property
     def checkpoints_table(self) -> str:
         return f"{self.events_table}_checkpoints"
+
+    @property
+    def seals_table(self) -> str:
+        """Seals of the snapshots (jiuzhu.audit.snapshots)."""
+        return f"{self.events_table}_seals"
+
+    @property
+    def snapshots_table(self) -> str:
+        """The library's snapshots table beside the events table (casework_snapshots)."""
+        return self.events_table.removesuffix("_events") + "_snapshots"
 
     @property
     def store(self) -> str:
@@ -51,6 +66,8 @@ class AuditTables:
             events=Identifier(self.schema, self.events_table),
             chain=Identifier(self.schema, self.chain_table),
             checkpoints=Identifier(self.schema, self.checkpoints_table),
+            seals=Identifier(self.schema, self.seals_table),
+            snapshots=Identifier(self.schema, self.snapshots_table),
             id_type=Identifier(self.originator_id_type),
             idx_case=Identifier(f"{self.chain_table}_case_idx"),
             idx_corr=Identifier(f"{self.chain_table}_corr_idx"),
@@ -87,6 +104,27 @@ class AuditTables:
                 " signature bytea NOT NULL,"
                 " published_at timestamptz)"
             ),
+            # Checkpoints chained to one another (v2); rows signed before have NULLs.
+            self.sql(
+                "ALTER TABLE {checkpoints} ADD COLUMN IF NOT EXISTS seq bigint,"
+                " ADD COLUMN IF NOT EXISTS prev_digest bytea"
+            ),
+        ]
+
+    def seals_ddl(self) -> list[Composed]:
+        """CREATE statement of the snapshot seals (idempotent)."""
+        return [
+            self.sql(
+                "CREATE TABLE IF NOT EXISTS {seals} ("
+                " originator_id {id_type} NOT NULL,"
+                " originator_version bigint NOT NULL,"
+                " notification_id bigint NOT NULL,"
+                " chain_hash bytea NOT NULL,"
+                " stored_hash bytea NOT NULL,"
+                " key_id text NOT NULL,"
+                " signature bytea NOT NULL,"
+                " PRIMARY KEY (originator_id, originator_version))"
+            )
         ]
 
 

@@ -1,0 +1,117 @@
+"""`payroll prepare`: a month's cycles from the enrolments in force, one save per cycle.
+
+Resumable: a cycle is saved whole or not at all, with a uuid5 id, so a run that died
+half-way is run again and prepares only the cycles still missing; a cycle that exists
+is returned as it is. One preparer at a time (an advisory lock): two months prepared
+at once would both list the same unpaid month as arrears.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError
+
+from domain.entitlements import entitlements
+from domain.payroll import Instruction, PayrollCycle
+from domain.provenance import Provenance
+from payroll.follow import authorise, catch_up, payroll_lock
+from projections.payroll_ledger import PayrollLedger, decode_facts
+
+__all__ = ["PreparedCycle", "cycle_exists", "owed_in", "prepare_month"]
+
+
+@dataclass(frozen=True)
+class PreparedCycle:
+    """What preparing gave for one programme and county."""
+
+    cycle_id: UUID
+    key: str
+    instructions: int
+    amount_fen: int
+    by_kind: dict[str, list[int]]
+    existed: bool
+
+
+def cycle_exists(app: Application[UUID], cycle_id: UUID) -> bool:
+    """Whether a cycle has been saved (without loading it)."""
+    return bool(app.recorder.select_events(cycle_id, limit=1))
+
+
+def owed_in(
+    ledger: PayrollLedger, month: str, programme: str, region: str, *, except_cycle: UUID | None
+) -> Iterable[tuple[UUID, str, str, int, str]]:
+    """(case, household, period, fen, kind) owed in a month's roll, in case order."""
+    with ledger.datastore.transaction(commit=False) as curs:
+        for case_id, household, facts, in_flight in ledger.histories(
+            curs, programme, region, except_cycle=except_cycle
+        ):
+            for owed in entitlements(decode_facts(facts), month, in_flight):
+                yield case_id, household, owed.period, owed.amount_fen, owed.kind
+
+
+def prepare_month(
+    app: Application[UUID],
+    ledger: PayrollLedger,
+    *,
+    month: str,
+    by: Provenance,
+    programmes: set[str] | None = None,
+    regions: set[str] | None = None,
+) -> list[PreparedCycle]:
+    """Prepare (or find) every cycle of a month, optionally for some programmes or counties."""
+    authorise(by, "prepare_payroll")
+    results = []
+    with payroll_lock(app, "prepare"):
+        position = catch_up(app, ledger)
+        with ledger.datastore.transaction(commit=False) as curs:
+            rolls = ledger.rolls(curs)
+        for programme, region in rolls:
+            if (programmes and programme not in programmes) or (regions and region not in regions):
+                continue
+            result = _prepare_one(app, ledger, month, programme, region, position, by)
+            if result is not None:
+                results.append(result)
+    return results
+
+
+def _prepare_one(
+    app: Application[UUID],
+    ledger: PayrollLedger,
+    month: str,
+    programme: str,
+    region: str,
+    position: int,
+    by: Provenance,
+) -> PreparedCycle | None:
+    cycle_id = PayrollCycle.id_for(month, programme, region)
+    if cycle_exists(app, cycle_id):
+        return _found(app, cycle_id)
+    items = [
+        Instruction(
+            PayrollCycle.instruction_id(month, programme, region, number),
+            str(case_id), household, period, amount_fen, kind,
+        )
+        for number, (case_id, household, period, amount_fen, kind) in enumerate(
+            owed_in(ledger, month, programme, region, except_cycle=None), start=1
+        )
+    ]  # fmt: skip
+    if not items:
+        return None
+    cycle = PayrollCycle.prepare(
+        month=month, programme=programme, region=region, as_of=position, entitlements=items, by=by
+    )
+    try:
+        app.save(cycle)
+    except IntegrityError:  # prepared by another run meanwhile (the lock is per database)
+        return _found(app, cycle_id)
+    return PreparedCycle(cycle.id, cycle.key, *cycle.totals, cycle.by_kind, existed=False)
+
+
+def _found(app: Application[UUID], cycle_id: UUID) -> PreparedCycle:
+    cycle: object = app.repository.get(cycle_id)
+    assert isinstance(cycle, PayrollCycle)
+    return PreparedCycle(cycle.id, cycle.key, *cycle.totals, cycle.by_kind, existed=True)
