@@ -141,9 +141,8 @@ class Health:
         statuses = {c["status"] for c in components.values()}
         status = "ok" if healthy else "down" if "down" in statuses or not statuses else "degraded"
         state = self.lease.state if self.lease is not None else "active"
-        return healthy, {
-            "healthy": healthy, "status": status, "state": state, "components": components
-        }
+        body = {"healthy": healthy, "status": status, "state": state, "components": components}
+        return healthy, body
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A minimal HTTP/1.0 answer: 200 when healthy, 503 otherwise, JSON body."""

@@ -207,9 +207,10 @@ def test_english_switch(app: CaseWork, tmp_path: Path) -> None:
         page = client.get("/web/search").text
         assert "Household id or id-card number" in page
         assert 'lang="en"' in page
-        assert client.get("/web/lang/en", params={"back": "https://evil"}).headers[
-            "location"
-        ] == "/web/inbox"
+        assert (
+            client.get("/web/lang/en", params={"back": "https://evil"}).headers["location"]
+            == "/web/inbox"
+        )
 
 
 def test_static_vendor_files_are_served(app: CaseWork, tmp_path: Path) -> None:
