@@ -60,6 +60,9 @@ def eventstore_env(
         "POSTGRES_POOL_SIZE": str(pool_size),
         # Waiting for the insert lock beyond this means something is stuck: fail loudly.
         "POSTGRES_LOCK_TIMEOUT": "10",
+        # A pool connection not had in this long means the database is away: fail, retry
+        # later, say "degraded" (the library's 30 s kept an outage hidden that long).
+        "POSTGRES_CONNECT_TIMEOUT": "10",
         "CREATE_TABLE": "y",
     }
 

