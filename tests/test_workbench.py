@@ -11,6 +11,9 @@ import pytest
 
 from api.web.session import SESSION_COOKIE
 from domain.application import CaseWork
+from jiuzhu.bootstrap import casework
+from jiuzhu.settings import Settings
+from tests.conftest import DATABASE_URL
 from tests.stories import enrolled, opened, verified
 from tests.web_support import feed_read_models, signed_in, workbench
 
@@ -255,7 +258,16 @@ def test_search_by_id_card_goes_through_the_blind_index(app: CaseWork, tmp_path:
         assert refused.status_code == 403
 
 
-def test_auditor_signs_a_checkpoint_verifies_and_exports(app: CaseWork, tmp_path: Path) -> None:
+def test_auditor_signs_a_checkpoint_verifies_and_exports(pg_schema: str, tmp_path: Path) -> None:
+    # The store signs with the key the workbench trusts (any other key is a finding).
+    app = casework(DATABASE_URL, schema=pg_schema, settings=Settings(data_dir=tmp_path))
+    try:
+        _auditor_signs_a_checkpoint_verifies_and_exports(app, tmp_path)
+    finally:
+        app.close()
+
+
+def _auditor_signs_a_checkpoint_verifies_and_exports(app: CaseWork, tmp_path: Path) -> None:
     case_id = enrolled(app)
     with workbench(app, tmp_path) as client:
         signed_in(client, "chen.jing")
@@ -263,7 +275,7 @@ def test_auditor_signs_a_checkpoint_verifies_and_exports(app: CaseWork, tmp_path
         assert client.post("/web/audit/verify").status_code == 303
         page = client.get("/web/audit").text
         assert "完整，未被篡改" in page
-        assert "1 检查点" in page
+        assert "2 检查点" in page  # the store's first (on time), and the one just signed
         export = client.post("/web/audit/export", data={"case_id": str(case_id)})
         lines = [json.loads(line) for line in export.text.splitlines()]
         assert lines[0]["kind"] == "header"
