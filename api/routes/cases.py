@@ -25,7 +25,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/cases", tags=["cases"])
 CaseId = Annotated[UUID, Path(description="The case's id (a UUID)")]
 _READ_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: PROBLEMS[code] for code in (401, 403, 404, 503)
+    code: PROBLEMS[code] for code in (401, 403, 404, 422, 503)
 }
 
 add_command(router, "", OpenCase, summary="Open a case for a household", created=True)
