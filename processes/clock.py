@@ -118,6 +118,7 @@ class ClockStats:
     rounds: int = 0
     conflicts: int = 0
     deferred: int = 0
+    failures: int = 0
     last_round_at: datetime | None = None
     by_kind: dict[str, int] = field(default_factory=dict)
 
@@ -257,7 +258,14 @@ class Clock:
     async def run(self, stopping: asyncio.Event, *, every: float = 5.0) -> None:
         """Tick until stopping is set (off the event loop: the library is synchronous)."""
         while not stopping.is_set():
-            recorded = await asyncio.to_thread(self.tick, stopping.is_set)
+            try:
+                recorded = await asyncio.to_thread(self.tick, stopping.is_set)
+            except Exception as error:  # the database away for a while: try again later
+                # Nothing is lost: the rows and the tracking are in PostgreSQL. /health turns
+                # unhealthy once no round has succeeded for a while.
+                self.stats.failures += 1
+                log.warning("clock round failed; retrying", error=repr(error))
+                recorded = 0
             if recorded:
                 log.info("deadlines recorded", recorded=recorded, position=self.stats.position)
             with suppress(TimeoutError):
