@@ -333,5 +333,6 @@ async def start_clock(
         "position": clock.stats.position,
         "recorded": clock.stats.recorded,
         "conflicts": clock.stats.conflicts,
+        "failures": clock.stats.failures,
     }
     return asyncio.create_task(run())
