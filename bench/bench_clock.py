@@ -138,6 +138,13 @@ def main() -> None:
                 append_rate, "batched append (events, before + after)"),
         ],
     )  # fmt: skip
+    saving = clock.stats.saving_seconds
+    console.print(
+        f"Of the fire's {fire_seconds:.1f} s, {saving:.1f} s inside CaseWork.record_deadlines "
+        f"(the audited save: {rate(recorded, saving):,.0f} events/s, "
+        f"{rate(recorded, saving) / append_rate:.2f}x the batched append); the rest reads "
+        "due pages, the cases' heads and marks the rows passed."
+    )
     million = 1_000_000
     console.print(
         f"Extrapolated to {million:,} open cases (linear: pages of an index scan, one save "
