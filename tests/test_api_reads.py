@@ -129,7 +129,7 @@ def test_auditors_verify_and_export(
     auditor = staff(settings, Role.AUDITOR)
     verified = client.get("/audit/verification", headers=auditor)
     assert verified.status_code == 200, verified.text
-    assert verified.json()["ok"] is True
+    assert verified.json()["ok"] is True, verified.json()
     export = client.post("/audit/exports", json={"case_id": str(case_id)}, headers=auditor)
     assert export.status_code == 200, export.text
     lines = [json.loads(line) for line in export.text.splitlines()]

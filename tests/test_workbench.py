@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from uuid import UUID
@@ -158,6 +159,11 @@ def test_inbox_approvals_and_dashboard_read_the_read_models(
          "by": {"actor": "zhao.min", "role": "approver", "reason": "panel",
                 "occurred_at": "2023-03-05T09:00:00+08:00"}},
     )  # fmt: skip
+    app.publish_notice(
+        {"case_id": assessed, "starts_on": date(2023, 3, 6),
+         "by": {"actor": "wang.fang", "role": "caseworker", "reason": "公示",
+                "occurred_at": "2023-03-06T09:00:00+08:00"}},
+    )  # fmt: skip
     enrolled(app)
     with workbench(app, tmp_path) as client:
         signed_in(client, "wang.fang")
@@ -168,6 +174,9 @@ def test_inbox_approvals_and_dashboard_read_the_read_models(
         visits = inbox[inbox.index('id="visits"') :].split("</section>")[0]
         assert visits.count("已逾期") == 1
         assert "待复核" in inbox  # the enrolled case's review fell due in 2023
+        notices = inbox[inbox.index('id="notices"') :].split("</section>")[0]
+        assert "HH-ASSESSED" in notices
+        assert "公示期满" in notices
         signed_in(client, "zhao.min")
         queue = client.get("/web/approvals").text
         assert "HH-ASSESSED" in queue
@@ -205,7 +214,11 @@ def test_english_switch(app: CaseWork, tmp_path: Path) -> None:
 
 def test_static_vendor_files_are_served(app: CaseWork, tmp_path: Path) -> None:
     with workbench(app, tmp_path) as client:
-        assert client.get("/static/vendor/htmx.min.js").status_code == 200
+        htmx = client.get("/static/vendor/htmx.min.js")
+        assert htmx.status_code == 200
+        assert htmx.headers["server-timing"].startswith("app;dur=")
+        assert "server-timing" not in client.get("/health").headers  # the API's own answers
+        assert client.get("/").headers["location"] == "/web/"
         assert b"echarts" in client.get("/static/vendor/echarts.min.js").content[:2000]
 
 
@@ -239,3 +252,38 @@ def test_search_by_id_card_goes_through_the_blind_index(app: CaseWork, tmp_path:
         signed_in(client, "liu.yang")
         refused = client.get("/web/search", params={"q": "610523198001011234"})
         assert refused.status_code == 403
+
+
+def test_auditor_signs_a_checkpoint_verifies_and_exports(app: CaseWork, tmp_path: Path) -> None:
+    case_id = enrolled(app)
+    with workbench(app, tmp_path) as client:
+        signed_in(client, "chen.jing")
+        assert client.post("/web/audit/checkpoint").status_code == 303
+        assert client.post("/web/audit/verify").status_code == 303
+        page = client.get("/web/audit").text
+        assert "完整，未被篡改" in page
+        assert "1 检查点" in page
+        export = client.post("/web/audit/export", data={"case_id": str(case_id)})
+        lines = [json.loads(line) for line in export.text.splitlines()]
+        assert lines[0]["kind"] == "header"
+        assert lines[-1]["kind"] == "digest"
+        assert lines[-1]["events"] == len(app.history(case_id))
+        assert "signature" in lines[-1]
+        signed_in(client, "wang.fang")
+        assert client.post("/web/audit/checkpoint").status_code == 403
+
+
+def test_the_approver_who_assessed_is_not_offered_the_enrolment(
+    app: CaseWork, tmp_path: Path
+) -> None:
+    case_id = verified(app)
+    app.assess(
+        {"case_id": case_id, "measures": [{"programme": "temporary_relief", "amount_fen": 300000}],
+         "by": {"actor": "zhao.min", "role": "approver", "reason": "panel",
+                "occurred_at": "2023-03-05T09:00:00+08:00"}},
+    )  # fmt: skip
+    with workbench(app, tmp_path) as client:
+        signed_in(client, "zhao.min")
+        page = client.get(f"/web/cases/{case_id}").text
+        assert 'id="step-enrol"' not in page  # four eyes: the domain's rule, asked on a copy
+        assert 'id="step-grant_emergency_relief"' not in page

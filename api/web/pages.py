@@ -49,12 +49,12 @@ from domain.errors import (
 )
 from domain.roles import Role, may_read
 from jiuzhu.audit.casework import AuditedCaseWork
-from jiuzhu.audit.checkpoints import list_checkpoints
+from jiuzhu.audit.checkpoints import list_checkpoints, make_checkpoint
 from jiuzhu.audit.export import export_case, write_export
 from jiuzhu.audit.histories import case_history
 from jiuzhu.audit.signing import key_id, load_public_key, signer_from_settings, signing_key_path
 from jiuzhu.audit.verify import verify_log
-from projections.regions import normalise_region, today_in_china
+from projections.regions import CHINA_TIME, normalise_region, today_in_china
 
 __all__ = ["router", "templates"]
 
@@ -64,6 +64,7 @@ templates = Environment(
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,
+    auto_reload=False,  # templates ship with the code: no stat() of each file per page
 )
 templates.filters["yuan"] = lambda fen: "—" if fen is None else f"¥{int(fen) / 100:,.2f}"
 templates.filters["day"] = lambda v: "—" if v is None else str(v)[:10]
@@ -462,9 +463,23 @@ def audit_verify(request: Request) -> Response:
     report = verify_log(casework.datastore, casework.audit,
                         public_keys={key_id(k): k for k in keys})  # fmt: skip
     request.app.state.web_last_verify = VerifyResult(
-        at=datetime.now().astimezone(), by=viewer.actor, ok=report.ok, events=report.events,
+        at=datetime.now(CHINA_TIME), by=viewer.actor, ok=report.ok, events=report.events,
         checkpoints=report.checkpoints, findings=[str(f) for f in report.findings[:50]],
     )  # fmt: skip
+    return RedirectResponse("/web/audit", status_code=303)
+
+
+@router.post("/audit/checkpoint")
+def audit_checkpoint(request: Request) -> Response:
+    """Sign the log as it stands (as `jiuzhu audit checkpoint --no-publish`)."""
+    viewer = viewer_of(request)
+    casework = _casework(request)
+    try:
+        casework.authorise_read(viewer.actor, viewer.role, "checkpoint_audit_trail")
+    except CaseWorkError as error:
+        return _render(request, "error.html", viewer, 403, title="Not allowed", message=str(error))
+    make_checkpoint(casework.datastore, casework.audit,
+                    signer_from_settings(request.app.state.settings))  # fmt: skip
     return RedirectResponse("/web/audit", status_code=303)
 
 

@@ -76,7 +76,8 @@ def inbox(curs: Cursor[DictRow], schema: str, actor: str, role: str, today: date
                 "SELECT case_id, household_id, region, notice_ends_on, objection_open, "
                 "notice_ends_on <= {t} AS overdue FROM {s}.worklist_case "
                 "WHERE closed_at IS NULL AND notice_ends_on IS NOT NULL "
-                "AND notice_ends_on <= {soon} AND cardinality(pending_programmes) > 0 "
+                "AND notice_ends_on <= {soon} "
+                "AND NOT enrolled && ARRAY['urban_dibao', 'rural_dibao'] "
                 "ORDER BY notice_ends_on LIMIT {n}"
             ),
             s=s, t=t, soon=soon, n=Literal(LIMIT),
