@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import tempfile
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -44,6 +43,7 @@ from domain.case import Case
 from domain.provenance import Provenance
 from domain.receipt import MessageReceipt
 from jiuzhu.bootstrap import casework
+from jiuzhu.settings import Settings
 from payroll.decide import load_cycle
 from payroll.follow import catch_up
 from payroll.prepare import prepare_month
@@ -150,8 +150,11 @@ def main() -> None:
     )
     console.print("[dim]the machine is shared with other engineers' work: figures are noisy[/]")
     with fresh_schema(args.database_url, "bench_payroll") as schema:
-        os.environ.setdefault("JIUZHU_DATA_DIR", tempfile.mkdtemp(prefix="jiuzhu-bench-"))
-        app = casework(args.database_url, schema=schema)
+        settings = Settings(
+            data_dir=Path(tempfile.mkdtemp(prefix="jiuzhu-bench-")),
+            allow_generated_keys=True,  # a bench's throw-away keys
+        )
+        app = casework(args.database_url, schema=schema, settings=settings)
         datastore = read_model_datastore(args.database_url, schema=schema)
         ledger = PayrollLedger(datastore)
         ledger.create_table()
