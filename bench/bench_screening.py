@@ -264,12 +264,15 @@ def report(
             f"[dim]hand-over measured on {len(handed)} of {len(runs)} batches "
             f"({hits_handed:,} hits) and extrapolated to the year's {year_hits:,} hits.[/]"
         )
+    year_8, raw_year_8 = year_s * 8 / len(runs), raw_year_s * 8 / len(runs)
     print_targets(
         [
             Target("one seed-sized batch screened < 20 s", batch_s < SEED_BATCH_SECONDS,
                    f"{batch_s:.1f}s (raw {raw_batch_s:.1f}s)"),
-            Target(f"the year ({len(runs)} batches, {year_records / 1e6:.2f} M records) < 3 min",
-                   year_s < SEED_YEAR_SECONDS, f"{year_s:.0f}s (raw {raw_year_s:.0f}s)"),
+            Target("the seed's year (8 batches) screened < 3 min", year_8 < SEED_YEAR_SECONDS,
+                   f"{year_8:.0f}s (raw {raw_year_8:.0f}s)" + (
+                       f", extrapolated from {len(runs)} batches" if len(runs) != 8 else
+                       f", {year_records / 1e6:.2f} M records")),
             Target("peak memory < 2 GiB", peak_mib() < PEAK_MIB, f"{peak_mib():,.0f} MiB"),
         ]
     )  # fmt: skip
