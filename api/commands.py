@@ -214,6 +214,10 @@ def _run(casework: CaseWork, request: _Request) -> dict[str, Any]:
             if kind == "case":
                 case = casework.get_case(UUID(str(target)))
                 answer: dict[str, Any] = {"case_id": str(case.id), "version": case.version}
+                # The first answer's view from the case in hand: no second read of the store.
+                view = case_answer(
+                    case, personal=may_read(request.principal.role, "read_personal_data")
+                )
             else:
                 household = unit.get(Household.id_for(str(target)))
                 answer = {"household_id": str(target), "version": household.version}
@@ -229,6 +233,8 @@ def _run(casework: CaseWork, request: _Request) -> dict[str, Any]:
                 412, "precondition-failed", "the case changed meanwhile; nothing was saved"
             ) from None
         raise
+    if kind == "case":
+        return {**answer, "replayed": False, "view": view}
     return {**answer, "replayed": False}
 
 
@@ -282,13 +288,10 @@ def add_command(
             fingerprint=_fingerprint(kind, body, path_values),
             if_match=parse_if_match(params["if_match"]),
         )
-        try:
-            answer = await run_in_threadpool(_run, casework, command)
-        except InvalidCommandError as error:
-            raise _renamed(error) from None
-        if after is not None and not answer["replayed"]:
-            await run_in_threadpool(after, casework)
-        return await run_in_threadpool(_respond, request, casework, principal, answer, created)
+        # One hop to a worker thread for the whole step: the command, then its answer.
+        return await run_in_threadpool(
+            _execute, request, casework, principal, command, created, after
+        )
 
     parameters = [
         inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
@@ -353,6 +356,23 @@ class Erased(BaseModel):
     replayed: bool = Field(description="True when this answers a retry (Idempotency-Key)")
 
 
+def _execute(
+    request: Request,
+    casework: CaseWork,
+    principal: Principal,
+    command: _Request,
+    created: bool,
+    after: Callable[[Any], None] | None,
+) -> Response:
+    try:
+        answer = _run(casework, command)
+    except InvalidCommandError as error:
+        raise _renamed(error) from None
+    if after is not None and not answer["replayed"]:
+        after(casework)
+    return _respond(request, casework, principal, answer, created)
+
+
 def _respond(
     request: Request,
     casework: CaseWork,
@@ -370,8 +390,10 @@ def _respond(
             "replayed": answer["replayed"],
         }
         return JSONResponse(body, headers=headers)
-    case = casework.get_case(UUID(answer["case_id"]), version=answer["version"])
-    view = case_answer(case, personal=may_read(principal.role, "read_personal_data"))
+    view = answer.get("view")
+    if view is None:  # a retry's answer: the case as the first request left it
+        case = casework.get_case(UUID(answer["case_id"]), version=answer["version"])
+        view = case_answer(case, personal=may_read(principal.role, "read_personal_data"))
     view["replayed"] = answer["replayed"]
     if created:
         headers["Location"] = str(request.url_for("get_case", case_id=answer["case_id"]))

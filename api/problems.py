@@ -11,6 +11,7 @@ import traceback
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import structlog
 from eventsourcing.persistence import IntegrityError, PersistenceError
 from fastapi import FastAPI, Request
@@ -145,7 +146,7 @@ def from_error(request: Request | None, error: Exception) -> JSONResponse:
         return problem_response(request, 409, rule or "refused", str(error), rule=rule)
     if isinstance(error, IntegrityError):
         return problem_response(request, 409, "concurrent-change", CONFLICT)
-    if isinstance(error, PersistenceError):
+    if isinstance(error, PersistenceError | psycopg.Error):
         log.warning("store unavailable", error=repr(error))
         return problem_response(
             request,
@@ -204,4 +205,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(CaseWorkError, on_problem)
     app.add_exception_handler(PersistenceError, on_problem)
+    app.add_exception_handler(psycopg.Error, on_problem)
     app.add_exception_handler(Exception, on_problem)

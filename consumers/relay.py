@@ -110,9 +110,9 @@ class Relay:
         """Relaying: the loop turned recently and its last window reached the broker."""
         return time.monotonic() - self.stats.heartbeat < stale_after and not self.stats.failing
 
-    def degraded(self) -> bool:
-        """Waiting out an outage: alive, not relaying."""
-        return self.stats.failing
+    def degraded(self, *, stale_after: float = 10.0) -> bool:
+        """Waiting out an outage: a fault met, or a turn waiting this long (a connection)."""
+        return self.stats.failing or time.monotonic() - self.stats.heartbeat >= stale_after
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Relay until stopping is set; the window in flight is finished and recorded."""

@@ -2,9 +2,10 @@
 
 The State Council publishes each year's holidays in November, and `chinese-calendar` carries
 them (2004 to the last year published). A deadline counted into a year not yet published
-falls back to weekends-only for that year, and says so (`WorkCount.basis`), so that a
-deadline computed in December is not silently wrong: the clock computes it again once the
-package knows the year. A locality's own overrides (policy) come before either.
+falls back to weekends-only for that year, and says so (`WorkCount.basis`, shown on the
+deadline), so that a deadline computed in December is not silently wrong. Once an updated
+package knows the year, a rebuild of the deadline tables counts on the official calendar
+(until then a replay equals the live rows). A locality's own overrides (policy) come first.
 """
 
 from __future__ import annotations

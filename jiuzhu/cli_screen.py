@@ -21,6 +21,7 @@ from jiuzhu.runtime import endpoints, open_casework
 from projections.regions import today_in_china
 from screening.engine import PopulationError
 from screening.generate import generate
+from screening.handover import BrokerError
 from screening.load import FileReport
 from screening.policy import PolicyError, load_policy
 from screening.rules import RuleError, load_rules
@@ -220,7 +221,7 @@ def run_command(
                 broker_url=ends.broker_url if via == "broker" else None,
                 chunk=chunk, on_file=on_file, progress=progress,
             )  # fmt: skip
-        except (PopulationError, RuleError) as error:
+        except (PopulationError, RuleError, BrokerError) as error:
             raise fail(str(error)) from None
     summary = run.summary()
     if as_json:

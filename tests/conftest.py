@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from uuid import uuid4
 
 import psycopg
@@ -11,6 +13,10 @@ import pytest
 
 from domain.application import CaseWork
 from jiuzhu.bootstrap import casework
+
+# Tests run against a database URL with keys generated per test directory: allowed only by
+# this opt-in (the service refuses it). Subprocess tests inherit it through os.environ.
+os.environ.setdefault("JIUZHU_ALLOW_GENERATED_KEYS", "1")
 
 DATABASE_URL = os.environ.get(
     "JIUZHU_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -38,3 +44,15 @@ def app(pg_schema: str) -> Iterator[CaseWork]:
         yield application
     finally:
         application.close()
+
+
+@pytest.fixture
+def server_tmp_path() -> Iterator[Path]:
+    """A temporary directory that another system user may enter, for embedded servers.
+
+    The embedded PostgreSQL runs as the user `embedded_postgres`; pytest's own tmp_path lies
+    under /tmp/pytest-of-<user>, which every pytest run resets to mode 0700 when it starts,
+    so a second pytest on the machine would lock a running server out of its data.
+    """
+    with tempfile.TemporaryDirectory(prefix="jiuzhu-test-") as directory:
+        yield Path(directory)

@@ -39,10 +39,10 @@ def test_demo_stories_and_households_reach_the_event_store(app: CaseWork) -> Non
 
 @pytest.mark.slow
 def test_demo_runs_through_the_broker_on_the_embedded_default_and_stops_it(
-    tmp_path: Path,
+    server_tmp_path: Path,
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JIUZHU_")}
-    env["JIUZHU_DATA_DIR"] = str(tmp_path / "data")
+    env["JIUZHU_DATA_DIR"] = str(server_tmp_path / "data")
     done = subprocess.run(
         [JIUZHU, "demo", "--households", "5", "--json"],
         env=env,
@@ -63,6 +63,6 @@ def test_demo_runs_through_the_broker_on_the_embedded_default_and_stops_it(
         "enrolled": report["funnel"]["enrolled"],
         "paid_total_fen": report["paid_total_fen"],
     }
-    pgdata = tmp_path / "data" / "postgres"
+    pgdata = server_tmp_path / "data" / "postgres"
     assert pgdata.is_dir()
     assert not (pgdata / "postmaster.pid").exists(), "the embedded PostgreSQL was stopped"

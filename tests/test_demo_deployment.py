@@ -20,15 +20,15 @@ pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
 @pytest.mark.slow
 def test_demo_uses_the_running_pipeline_and_leaves_it_active(
-    pg_schema: str, tmp_path: Path
+    pg_schema: str, server_tmp_path: Path
 ) -> None:
     env, options = pipeline_env(pg_schema)
-    env["JIUZHU_DATA_DIR"] = str(tmp_path / "data")
-    deployment = Replica("all", env, tmp_path / "serve.log")
+    env["JIUZHU_DATA_DIR"] = str(server_tmp_path / "data")
+    deployment = Replica("all", env, server_tmp_path / "serve.log")
     deployment.popen = subprocess.Popen(
         [str(JIUZHU), "serve"],
         env=deployment.env,
-        stdout=(tmp_path / "serve.log").open("wb"),
+        stdout=(server_tmp_path / "serve.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
     try:
@@ -41,7 +41,8 @@ def test_demo_uses_the_running_pipeline_and_leaves_it_active(
             timeout=240,
             check=False,
         )
-        assert done.returncode == 0, done.stderr + (tmp_path / "serve.log").read_text()[-3000:]
+        serve_log = (server_tmp_path / "serve.log").read_text()[-3000:]
+        assert done.returncode == 0, done.stderr + serve_log
         report = json.loads(done.stdout)
         assert report["read_model"] == {
             "cases": 6,
@@ -49,7 +50,7 @@ def test_demo_uses_the_running_pipeline_and_leaves_it_active(
             "paid_total_fen": report["paid_total_fen"],
         }
         assert deployment.state() == "active"  # no fight: the deployment never stepped down
-        log = (tmp_path / "serve.log").read_text()
+        log = (server_tmp_path / "serve.log").read_text()
         assert "durable consumer (re)started" in log
         assert log.count("durable consumer (re)started") == 1, "someone else took it over"
     finally:

@@ -54,39 +54,39 @@ def test_free_port_is_bindable() -> None:
         sock.bind(("127.0.0.1", port))
 
 
-def test_postgres_serves_queries_and_stops_cleanly(tmp_path: Path) -> None:
-    with embedded_postgres(tmp_path) as url:
+def test_postgres_serves_queries_and_stops_cleanly(server_tmp_path: Path) -> None:
+    with embedded_postgres(server_tmp_path) as url:
         assert url.startswith("postgresql://")
         with psycopg.connect(url) as conn:
             assert conn.execute("select 1").fetchone() == (1,)
             assert conn.execute("select current_database()").fetchone() == ("jiuzhu",)
-        pid = _postmaster_pid(tmp_path)
+        pid = _postmaster_pid(server_tmp_path)
         socket_file = _socket_file(url)
         assert _pid_alive(pid)
         assert socket_file.is_socket()
 
     assert not _pid_alive(pid)
     assert not socket_file.exists()
-    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+    assert not (server_tmp_path / "postgres" / "postmaster.pid").exists()
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=2)
 
 
-def test_postgres_keeps_data_across_restarts(tmp_path: Path) -> None:
-    with embedded_postgres(tmp_path) as url, psycopg.connect(url) as conn:
+def test_postgres_keeps_data_across_restarts(server_tmp_path: Path) -> None:
+    with embedded_postgres(server_tmp_path) as url, psycopg.connect(url) as conn:
         conn.execute("create table kept (id int primary key, note text)")
         conn.execute("insert into kept values (1, '救助')")
 
-    with embedded_postgres(tmp_path) as url, psycopg.connect(url) as conn:
+    with embedded_postgres(server_tmp_path) as url, psycopg.connect(url) as conn:
         assert conn.execute("select id, note from kept").fetchall() == [(1, "救助")]
 
 
-def test_postgres_stops_when_the_body_raises(tmp_path: Path) -> None:
+def test_postgres_stops_when_the_body_raises(server_tmp_path: Path) -> None:
     seen: list[int] = []
 
     def run() -> None:
-        with embedded_postgres(tmp_path):
-            seen.append(_postmaster_pid(tmp_path))
+        with embedded_postgres(server_tmp_path):
+            seen.append(_postmaster_pid(server_tmp_path))
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -95,16 +95,16 @@ def test_postgres_stops_when_the_body_raises(tmp_path: Path) -> None:
     assert not _pid_alive(seen[0])
 
 
-def test_postgres_stops_despite_a_handle_left_by_a_killed_run(tmp_path: Path) -> None:
-    with embedded_postgres(tmp_path):
+def test_postgres_stops_despite_a_handle_left_by_a_killed_run(server_tmp_path: Path) -> None:
+    with embedded_postgres(server_tmp_path):
         pass
     # A run killed with SIGKILL leaves its pid in the library's handle list.
-    handles = tmp_path / "postgres" / ".handle_pids.json"
+    handles = server_tmp_path / "postgres" / ".handle_pids.json"
     handles.write_text(json.dumps([_dead_pid()]))
 
-    with embedded_postgres(tmp_path) as url, psycopg.connect(url) as conn:
+    with embedded_postgres(server_tmp_path) as url, psycopg.connect(url) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
-        pid = _postmaster_pid(tmp_path)
+        pid = _postmaster_pid(server_tmp_path)
     assert not _pid_alive(pid)
 
 
@@ -122,27 +122,27 @@ async def _jetstream_roundtrip(url: str, publish: bool) -> tuple[int, int]:
         await nc.close()
 
 
-def test_nats_serves_jetstream_keeps_streams_and_stops(tmp_path: Path) -> None:
-    with embedded_nats(tmp_path) as url:
+def test_nats_serves_jetstream_keeps_streams_and_stops(server_tmp_path: Path) -> None:
+    with embedded_nats(server_tmp_path) as url:
         assert url.startswith("nats://127.0.0.1:")
         port = int(url.rsplit(":", 1)[1])
-        pid = int((tmp_path / "nats" / "nats-server.pid").read_text())
+        pid = int((server_tmp_path / "nats" / "nats-server.pid").read_text())
         assert asyncio.run(_jetstream_roundtrip(url, publish=True)) == (1, 1)
 
     assert not _pid_alive(pid)
     assert not _port_open(port)
 
-    with embedded_nats(tmp_path) as url:
+    with embedded_nats(server_tmp_path) as url:
         assert asyncio.run(_jetstream_roundtrip(url, publish=False)) == (1, 1)
 
 
-def test_nats_start_failure_reports_the_server_log(tmp_path: Path) -> None:
+def test_nats_start_failure_reports_the_server_log(server_tmp_path: Path) -> None:
     # A file where the JetStream store directory should be makes the server fail.
-    (tmp_path / "nats").mkdir()
-    (tmp_path / "nats" / "jetstream").write_text("not a directory")
+    (server_tmp_path / "nats").mkdir()
+    (server_tmp_path / "nats" / "jetstream").write_text("not a directory")
 
     def run() -> None:
-        with embedded_nats(tmp_path):
+        with embedded_nats(server_tmp_path):
             pytest.fail("the server should not have started")
 
     with pytest.raises(EmbeddedServerError, match="nats-server exited") as failure:

@@ -80,3 +80,11 @@ def test_prepare_approve_export_settle_from_the_command_line(
     )  # fmt: skip
     code, out = run(runner, "bank", "upstream_system", "settle", name, str(tmp_path / "nope.csv"))
     assert (code, "is not a file" in out) == (1, True)
+    rebuilt = runner.invoke(cli, ["rebuild", "payroll_cycles", "payments_ledger"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    shown = runner.invoke(cli, ["report", "payroll", "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    [row] = json.loads(shown.stdout)["rows"]
+    assert (row["paid"], row["paid_fen"], row["outstanding"], row["findings"]) == (3, 205000, 0, 1)
+    ledger = json.loads(runner.invoke(cli, ["report", "payments", "--format", "json"]).stdout)
+    assert sum(r["amount_fen"] for r in ledger["rows"]) == row["paid_fen"]
