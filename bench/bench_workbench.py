@@ -74,7 +74,8 @@ def main() -> None:
     console.print(machine(args.database_url))
     console.print("[dim]the machine is shared with other engineers' runs: figures are noisy[/]")
     with fresh_schema(args.database_url, "bench_web") as schema, tempfile.TemporaryDirectory() as d:
-        settings = Settings(data_dir=Path(d))
+        # A scratch schema with throwaway keys: generated ones are fine here.
+        settings = Settings(data_dir=Path(d), allow_generated_keys=True)
         app = casework(args.database_url, schema=schema, settings=settings)
         try:
             report = run_demo(app, args.households, seed=2023)

@@ -100,6 +100,18 @@ def test_a_refused_step_shows_the_rules_words_and_appends_nothing(
         )
         assert bad.status_code == 422
         assert "amount_fen" in bad.text
+        for amount in ("Infinity", "NaN", "十元", "1e999999"):
+            odd = client.post(
+                f"/web/cases/{case_id}/steps/grant_emergency_relief",
+                data={"amount_fen": amount, "reason": "fire"},
+            )
+            assert odd.status_code == 422, amount
+        unknown = client.post(
+            f"/web/cases/{case_id}/steps/attach_signal",
+            data={"signal": "x", "reason": "r", "mayor": "1", "occurred_on": "2023-13-45"},
+        )
+        assert unknown.status_code == 422
+        assert "mayor" in unknown.text
         analyst_only = client.post(f"/web/cases/{case_id}/steps/close_case", data={"reason": "x"})
         assert analyst_only.status_code == 403
         assert "may not close case" in analyst_only.text
