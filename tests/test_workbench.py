@@ -302,3 +302,31 @@ def test_the_approver_who_assessed_is_not_offered_the_enrolment(
         page = client.get(f"/web/cases/{case_id}").text
         assert 'id="step-enrol"' not in page  # four eyes: the domain's rule, asked on a copy
         assert 'id="step-grant_emergency_relief"' not in page
+
+
+def test_no_form_however_odd_yields_a_500(app: CaseWork, tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from api.web.pages import _STEP_COMMANDS
+
+    case_id = verified(app)
+    names = st.sampled_from(
+        ["amount_fen", "programme", "period", "due_on", "household_size", "accepted",
+         "verdict", "referral_id", "grant_id", "occurred_on", "reason", "if_match",
+         "idempotency_key", "effective_from", "monthly_income_fen", "signal", "by"]
+    )  # fmt: skip
+    values = st.one_of(
+        st.text(max_size=30),
+        st.sampled_from(["", "0", "-1", "1e999999", "NaN", "2023-02-30", "rural_dibao", "on"]),
+    )
+    with workbench(app, tmp_path) as client:
+        signed_in(client, "zhao.min")
+
+        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(st.sampled_from(sorted(_STEP_COMMANDS)), st.dictionaries(names, values, max_size=6))
+        def odd_form(command: str, form: dict[str, str]) -> None:
+            response = client.post(f"/web/cases/{case_id}/steps/{command}", data=form)
+            assert response.status_code in (303, 403, 404, 409, 412, 422), (command, form)
+
+        odd_form()
