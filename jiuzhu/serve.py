@@ -238,8 +238,11 @@ class Service:
         stack, destination = self._stack, self.destination
         broker = make_broker(self.broker_url)
         quiet_access_log(broker)
+        # Every read model applies a batch in ONE transaction (apply_together), so two
+        # connections carry the projector; one per read model (13 now) only crowded
+        # PostgreSQL's max_connections when replicas run side by side.
         datastore = read_model_datastore(
-            self.database_url, schema=self.settings.db_schema, pool_size=len(READ_MODELS) + 1
+            self.database_url, schema=self.settings.db_schema, pool_size=2
         )
         stack.callback(datastore.close)
         models = [model_class(datastore) for model_class in READ_MODELS]
