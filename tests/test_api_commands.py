@@ -209,3 +209,20 @@ def test_malformed_requests_never_yield_500(client: httpx.Client, settings: Sett
         headers=headers,
     )
     assert dates.status_code == 422
+
+
+def test_a_store_that_cannot_be_reached_is_503_and_nothing_else(
+    client: httpx.Client, settings: Settings, app: CaseWork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventsourcing.persistence import OperationalError
+
+    case = open_case(client, settings)
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(app, "get_case", unreachable)
+    response = client.get(f"/cases/{case['case_id']}", headers=as_(settings, CASEWORKER))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "nothing was saved" in response.json()["detail"]
