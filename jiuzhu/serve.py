@@ -156,8 +156,11 @@ class Health:
                 "ok" if component["healthy"] else "degraded" if waiting and waiting() else "down"
             )
         if self.lease is not None and self.lease.state == "standby":
-            # A hot standby is healthy: it is doing its job, waiting to take over.
-            return True, {"healthy": True, "status": "ok", "state": "standby", "components": {}}
+            # A hot standby is healthy: it is doing its job, waiting to take over; one
+            # that cannot reach PostgreSQL could not take over: degraded until it can.
+            ok = self.lease.reachable
+            status = "ok" if ok else "degraded"
+            return ok, {"healthy": ok, "status": status, "state": "standby", "components": {}}
         healthy = bool(components) and all(c["healthy"] for c in components.values())
         statuses = {c["status"] for c in components.values()}
         status = "ok" if healthy else "down" if "down" in statuses or not statuses else "degraded"

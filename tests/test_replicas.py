@@ -17,7 +17,7 @@ from uuid import uuid4
 
 import pytest
 
-from consumers.lease import Lease, lease_key
+from consumers.lease import Lease, LeaseState, lease_key
 from domain.application import CaseWork
 from tests.conftest import DATABASE_URL
 from tests.test_case_status import expected_rows, varied_cases
@@ -189,3 +189,18 @@ def test_a_lease_is_held_by_one_instance_and_freed_when_its_session_ends(pg_sche
 
     asyncio.run(scenario())
     assert lease_key("a", "projector") != lease_key("b", "projector")
+
+
+def test_health_of_a_standby_says_whether_it_could_take_over() -> None:
+    from jiuzhu.serve import Health
+
+    lease = LeaseState(roles=["relay"], state="standby")
+    health = Health(lease=lease)
+    assert health.report() == (
+        True,
+        {"healthy": True, "status": "ok", "state": "standby", "components": {}},
+    )
+    lease.reachable = False  # PostgreSQL away: it could not take over
+    healthy, body = health.report()
+    assert not healthy
+    assert body["status"] == "degraded"
