@@ -11,11 +11,14 @@ import asyncio
 import json
 import signal
 from collections.abc import Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import nats.errors
+import psycopg
 import structlog
+from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresApplicationRecorder
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +42,17 @@ from projections.registry import READ_MODELS
 __all__ = ["COMPONENTS", "ServeSettings", "Service", "serve"]
 
 log = structlog.get_logger("jiuzhu.serve")
+
+# A process that cannot start (database or broker away) tries again this often; a fault
+# of another kind (a bad setting) ends it at once, naming it.
+START_RETRY_SECONDS = 2.0
+STARTUP_FAULTS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    psycopg.Error,
+    PersistenceError,  # eventsourcing's, wrapping psycopg's
+    nats.errors.Error,
+)
 
 COMPONENTS = ("intake", "relay", "projector", "clock", "api")
 
@@ -319,18 +333,31 @@ async def serve(
     health = Health(lease=lease.status if lease.keys else None)
 
     async def work(halt: asyncio.Event) -> int:
-        service = Service(
-            components,
-            database_url=database_url,
-            broker_url=broker_url,
-            settings=settings,
-            options=options,
-            health=health,
-            stopping=halt,
-        )
-        async with service:
-            log.info("serving", components=sorted(components), stream=service.destination.stream)
-            return await service.wait()
+        while not halt.is_set():
+            service = Service(
+                components,
+                database_url=database_url,
+                broker_url=broker_url,
+                settings=settings,
+                options=options,
+                health=health,
+                stopping=halt,
+            )
+            try:
+                await service.__aenter__()
+            except STARTUP_FAULTS as error:
+                # The database or broker away at the start: wait for it like any outage.
+                log.warning("cannot start yet, retrying", error=repr(error))
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(halt.wait(), START_RETRY_SECONDS)
+                continue
+            try:
+                stream = service.destination.stream
+                log.info("serving", components=sorted(components), stream=stream)
+                return await service.wait()
+            finally:
+                await service.__aexit__(None, None, None)
+        return 0
 
     server = None
     if options.health_port:
