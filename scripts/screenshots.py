@@ -103,7 +103,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     schema = f"screens_{uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as data_dir:
-        settings = Settings(data_dir=Path(data_dir))
+        # A scratch schema with throwaway keys: generated ones are fine here.
+        settings = Settings(data_dir=Path(data_dir), allow_generated_keys=True)
         app = casework(DATABASE_URL, schema=schema, settings=settings)
         try:
             report = run_demo(app, 300, seed=2023)

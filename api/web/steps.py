@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from copy import copy
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 from typing import Any
 from uuid import UUID
 
@@ -256,11 +256,19 @@ def _yuan(fen: int | None) -> str:
     return "" if fen is None else f"{Decimal(fen) / 100:.2f}"
 
 
+# The read models keep money in bigint columns: larger amounts cannot be reported.
+_MAX_FEN = 2**63 - 1
+
+
 def _fen(command: str, name: str, text: str) -> int:
     try:
         amount = Decimal(text.replace(",", "").replace("¥", "").strip() or "0") * 100
-    except InvalidOperation:
-        raise InvalidCommandError(command, [(name, f"{text!r} is not an amount in yuan")]) from None
+    except DecimalException:  # not a number, or beyond the decimal context (1e999999)
+        amount = Decimal("NaN")
+    if not amount.is_finite():
+        raise InvalidCommandError(command, [(name, f"{text!r} is not an amount in yuan")])
+    if abs(amount) > _MAX_FEN:
+        raise InvalidCommandError(command, [(name, f"{text!r} yuan is beyond any amount kept")])
     if amount != amount.to_integral_value():
         raise InvalidCommandError(command, [(name, "amounts are whole fen (two decimals)")])
     return int(amount)
