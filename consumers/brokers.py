@@ -12,7 +12,14 @@ from faststream.nats import NatsBroker
 from faststream.rabbit import RabbitBroker
 from faststream.redis import RedisBroker
 
-__all__ = ["AnyBroker", "BrokerKind", "broker_kind", "make_broker"]
+__all__ = [
+    "AnyBroker",
+    "BrokerKind",
+    "broker_connected",
+    "broker_kind",
+    "make_broker",
+    "nats_connection",
+]
 
 AnyBroker = NatsBroker | RabbitBroker | RedisBroker | KafkaBroker
 
@@ -69,3 +76,19 @@ def make_broker(url: str, **options: Any) -> AnyBroker:
     if kind is BrokerKind.REDIS:
         return RedisBroker(url, **options)
     return KafkaBroker(urlsplit(url).netloc, **options)
+
+
+def nats_connection(broker: AnyBroker) -> Any:
+    """A NATS broker's client connection (None before it connected, or on other brokers)."""
+    if isinstance(broker, NatsBroker):
+        try:
+            return broker.config.connection_state.connection
+        except Exception:  # not connected yet
+            return None
+    return None
+
+
+def broker_connected(broker: AnyBroker) -> bool:
+    """Whether the broker's connection is up (NATS; the others are assumed up)."""
+    connection = nats_connection(broker)
+    return connection is None or bool(connection.is_connected)

@@ -9,6 +9,7 @@
         stream: str = "RELIEF_UPSTREAM",     # JetStream stream / RabbitMQ queue name
         durable: str = "jiuzhu-intake",      # durable consumer / consumer group
         retry_delay: float = 5.0,            # seconds before a transient fault is retried
+        ack_wait: float = 30.0,              # NATS: an unacked delivery comes back after it
         stats: IntakeStats | None = None,    # counters to share (e.g. with a health endpoint)
     ) -> tuple[AnyBroker, FastStream]
 
@@ -38,12 +39,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 import orjson
 import psycopg
 import structlog
@@ -72,10 +75,15 @@ from consumers.deadletter import (
 )
 from consumers.preload import preload
 from consumers.rabbit_order import DeliveryRuns
-from consumers.translate import CaseFacts, Situation, acts_on_case, translate
+from consumers.translate import CaseFacts, NoOpenCaseError, Situation, acts_on_case, translate
 from domain.application import CaseWork, Unit
 from domain.commands import OpenCase
-from domain.errors import CaseAlreadyOpenError, CaseWorkError, DuplicateMessageError
+from domain.errors import (
+    CaseAlreadyOpenError,
+    CaseWorkError,
+    DuplicateMessageError,
+    NotEnrolledError,
+)
 
 __all__ = [
     "BATCH_SIZE",
@@ -110,6 +118,15 @@ FIRST_MESSAGE_WAIT = 1.0
 # RabbitMQ: a delivery tag that never reaches the intake holds up those after it this long.
 MISSING_TAG_SECONDS = 2.0
 
+# Refusals that only say a message came before another (the alert opening the case, the
+# enrolment a payment needs): held while an earlier message of the household is on its way.
+ORDER_ONLY: tuple[type[Exception], ...] = (NoOpenCaseError, NotEnrolledError)
+# Held without looking when more unacknowledged messages than this come before it.
+HOLD_SCAN_LIMIT = 2000
+
+# A batch with the store longer than this (waiting for a connection) means an outage.
+STALLED_SECONDS = 5.0
+
 # What became of a message: 'applied', 'no_effect', 'duplicate', or the error that stopped it.
 Outcome = str | Exception
 
@@ -123,7 +140,12 @@ class IntakeStats:
     no_effect: int = 0
     duplicates: int = 0
     retried: int = 0
+    held: int = 0  # refused for order alone while an earlier message was on its way
     dead_lettered: Counter[str] = field(default_factory=Counter)
+    # The last batch met a fault of the store or broker and waits for a retry.
+    failing: bool = False
+    # monotonic time a batch went to the store, while it is there (None otherwise).
+    storing_since: float | None = None
     _changed: asyncio.Condition = field(
         default_factory=asyncio.Condition, repr=False, compare=False
     )
@@ -139,6 +161,11 @@ class IntakeStats:
                 setattr(self, outcome, getattr(self, outcome) + times)
             self._changed.notify_all()
 
+    def stalled(self, after: float = STALLED_SECONDS) -> bool:
+        """A fault waits for a retry, or a batch has been with the store too long."""
+        since = self.storing_since
+        return self.failing or (since is not None and time.monotonic() - since > after)
+
     async def wait_until(self, done: Callable[[IntakeStats], bool], timeout: float) -> None:
         """Wait until the counters satisfy a condition; TimeoutError after `timeout` s."""
         async with asyncio.timeout(timeout), self._changed:
@@ -152,7 +179,9 @@ class IntakeStats:
             "no_effect": self.no_effect,
             "duplicates": self.duplicates,
             "retried": self.retried,
+            "held": self.held,
             "dead_lettered": dict(self.dead_lettered),
+            "failing": self.failing,
         }
 
 
@@ -274,6 +303,7 @@ class _Delivery:
     ack: Callable[[], Awaitable[Any]]
     nack: Callable[[], Awaitable[Any]]  # leave it for another try
     nack_delays: bool  # whether nack itself delays the next try (NATS)
+    sequence: int = 0  # NATS: its stream sequence (0 elsewhere)
 
 
 @dataclass
@@ -372,6 +402,7 @@ class _Intake:
             ack=msg.ack,
             nack=lambda: msg.nak(delay=delay),
             nack_delays=True,
+            sequence=_stream_sequence(msg),
         )
 
     async def take(self, deliveries: Sequence[_Delivery]) -> list[_Delivery]:
@@ -395,15 +426,21 @@ class _Intake:
             good.append((delivery, event))
         if not good:
             return []
+        self.stats.storing_since = time.monotonic()
         try:
             outcomes = await asyncio.to_thread(apply_batch, self.app, [e for _, e in good])
         except Exception as error:  # apply_batch keeps errors per message: a bug
             outcomes = [error] * len(good)
+        finally:
+            self.stats.storing_since = None
         retries: list[tuple[_Delivery, BaseException]] = []
         taken: Counter[str] = Counter()  # applied, no_effect, duplicate
+        # Stream sequences of this batch settled so far (acked or dead-lettered).
+        settled = {d.sequence for d in deliveries} - {d.sequence for d, _ in good}
         tracing = _stdlib_log.isEnabledFor(logging.DEBUG)
         for (delivery, event), outcome in zip(good, outcomes, strict=True):
             if isinstance(outcome, str):
+                settled.add(delivery.sequence)
                 # The common case stays lean: at hundreds a second, a log line per message
                 # (INFO before) was ~8% of the intake's samples at 500/s; one line per batch.
                 await delivery.ack()
@@ -421,7 +458,16 @@ class _Intake:
             ):
                 if isinstance(outcome, TRANSIENT):
                     retries.append((delivery, outcome))
+                elif isinstance(outcome, ORDER_ONLY) and await self._earlier_on_its_way(
+                    delivery, event, settled
+                ):
+                    # Refused only for coming before an earlier message of its household
+                    # that is still on its way (handed to a killed or another intake):
+                    # taken again after the delay, once the earlier one took effect.
+                    await self.stats.count("held")
+                    retries.append((delivery, outcome))
                 elif isinstance(outcome, CaseWorkError):
+                    settled.add(delivery.sequence)
                     await self.dead_letter(delivery, "rule_violation", outcome, event)
                 elif isinstance(outcome, ValidationError):
                     await self.dead_letter(delivery, "invalid_schema", outcome, event)
@@ -435,9 +481,48 @@ class _Intake:
         for outcome, times in taken.items():
             await self.stats.count(outcome, times=times)
         if taken:
+            self.stats.failing = False
+        if taken:
             log.info("upstream messages taken", **taken)
         await self.retry_later(retries)
         return [delivery for delivery, _ in retries]
+
+    async def _earlier_on_its_way(
+        self, delivery: _Delivery, event: CloudEvent, settled: set[int]
+    ) -> bool:
+        """Whether an earlier message about the same household is not yet acknowledged.
+
+        NATS only (elsewhere one intake takes the queue in order). Every stream message
+        above the consumer's ack floor and before this one, not settled in this batch,
+        is looked at; one about the same household is on its way (or took effect after
+        this one's state was read: the refusal may be stale, so it is tried again). When
+        that cannot be told (the broker did not answer, too many to look at), it holds:
+        the floor moves on as the earliest messages settle, so a hold always ends.
+        """
+        if not delivery.sequence or not isinstance(self.broker, NatsBroker):
+            return False
+        household = getattr(event.data, "household_id", None)
+        js = self.broker.config.connection_state.stream
+        try:
+            info = await js.consumer_info(self.places.stream, self.places.durable)
+            floor = int(info.ack_floor.stream_seq or 0)
+            earlier = [s for s in range(floor + 1, delivery.sequence) if s not in settled]
+            if len(earlier) > HOLD_SCAN_LIMIT:
+                return True
+            for sequence in earlier:
+                try:
+                    stored = await js.get_msg(self.places.stream, sequence)
+                    other = parse_upstream(stored.data or b"")
+                except (BadMessageError, nats.js.errors.NotFoundError):
+                    continue  # never about a household, or gone from the stream
+                if getattr(other.data, "household_id", None) == household:
+                    # Not yet applied, or applied by another intake since this one read
+                    # the household's state: either way, try again.
+                    return True
+        except Exception as error:
+            log.warning("cannot tell whether an earlier message is on its way", error=repr(error))
+            return True
+        return False
 
     def _check_subject(self, origin: str, event: CloudEvent) -> None:
         # Subjects name the type (NATS, RabbitMQ); a single stream (Redis, Kafka) does not.
@@ -489,6 +574,8 @@ class _Intake:
 
     async def retry_later(self, retries: Sequence[tuple[_Delivery, BaseException]]) -> None:
         """Leave messages for another try after the delay: nothing is lost."""
+        if any(not isinstance(error, ORDER_ONLY) for _, error in retries):
+            self.stats.failing = True  # a fault, not a message waiting for its turn
         for _, error in retries:
             await self.stats.count("retried")
             log.warning(
@@ -510,6 +597,13 @@ def _rabbit_channel(message: RabbitMessage) -> object:
 
 async def _not_given_back() -> None:
     """A delivery retried in turn by the intake stays unacknowledged meanwhile."""
+
+
+def _stream_sequence(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:  # not a JetStream message (in-memory test brokers)
+        return 0
 
 
 def _dedup_id(raw_message: Any) -> str:
@@ -543,6 +637,7 @@ def _subscribe(
     handler: Callable[..., Any],
     guard: Callable[..., BaseMiddleware],
     retry_delay: float,
+    ack_wait: float = 30.0,
 ) -> Any:
     """Register the intake on a router of its own: the guard wraps the intake alone.
 
@@ -569,7 +664,7 @@ def _subscribe(
             durable=places.durable,
             # A whole pull in one call, in stream order (batch=False would run it concurrently).
             pull_sub=PullSub(batch_size=BATCH_SIZE, timeout=BATCH_WAIT, batch=True),
-            config=ConsumerConfig(max_deliver=-1, ack_wait=max(30.0, 2 * retry_delay)),
+            config=ConsumerConfig(max_deliver=-1, ack_wait=max(ack_wait, 2 * retry_delay)),
             **options,
         )
         subscriber(handler)
@@ -658,10 +753,21 @@ def build_intake(
     durable: str = "jiuzhu-intake",
     retry_delay: float = 5.0,
     stats: IntakeStats | None = None,
+    ack_wait: float = 30.0,
+    max_age: float | None = None,
+    deadletter_max_age: float | None = None,
 ) -> tuple[AnyBroker, FastStream]:
-    """The intake's broker and FastStream app (nothing connects until it starts)."""
+    """The intake's broker and FastStream app (nothing connects until it starts).
+
+    `max_age`, `deadletter_max_age`: seconds NATS keeps upstream messages and dead letters.
+    """
     places = IntakePlaces(
-        prefix=subject_prefix, deadletter=deadletter_subject, stream=stream, durable=durable
+        prefix=subject_prefix,
+        deadletter=deadletter_subject,
+        stream=stream,
+        durable=durable,
+        max_age=max_age,
+        deadletter_max_age=deadletter_max_age,
     )
     counters = stats if stats is not None else IntakeStats()
     broker = make_broker(broker_url)
@@ -677,7 +783,7 @@ def build_intake(
         # The contract as documented; the guard middleware handles every message (or NATS
         # batch) itself, in `_Intake.take`, and never passes one on to here.
 
-    subscriber = _subscribe(broker, places, receive_upstream, guard, retry_delay)
+    subscriber = _subscribe(broker, places, receive_upstream, guard, retry_delay, ack_wait)
 
     async def declare() -> None:
         await declare_intake(broker, places)

@@ -110,17 +110,20 @@ class Relay:
         """Relaying: the loop turned recently and its last window reached the broker."""
         return time.monotonic() - self.stats.heartbeat < stale_after and not self.stats.failing
 
-    def degraded(self) -> bool:
-        """Waiting out an outage: alive, not relaying."""
-        return self.stats.failing
+    def degraded(self, *, stale_after: float = 10.0) -> bool:
+        """Waiting out an outage: a fault met, or a turn waiting this long (a connection)."""
+        return self.stats.failing or time.monotonic() - self.stats.heartbeat >= stale_after
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Relay until stopping is set; the window in flight is finished and recorded."""
-        await asyncio.to_thread(self.positions.create_table)
         listener = asyncio.create_task(self._listen(stopping))
+        created = False
         try:
             while not stopping.is_set():
                 try:
+                    if not created:  # in the loop: the database may be away at the start too
+                        await asyncio.to_thread(self.positions.create_table)
+                        created = True
                     await self._relay(stopping)
                 except Exception as error:
                     # Whatever the broker or the database says (NATS down: NoStreamResponseError;

@@ -8,6 +8,7 @@ from jiuzhu import (
     cli_api,
     cli_audit,
     cli_case,
+    cli_deadletter,
     cli_demo,
     cli_payroll,
     cli_privacy,
@@ -38,6 +39,7 @@ app.command("token")(cli_api.token)
 app.add_typer(cli_payroll.app, name="payroll")
 app.add_typer(cli_screen.app, name="screen")
 # Each tool registers its own command group here, one line each.
+app.add_typer(cli_deadletter.app, name="deadletter")
 
 
 def main() -> None:

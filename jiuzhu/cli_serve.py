@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from jiuzhu.bootstrap import MissingKeysError, check_keys
 from jiuzhu.cli_common import fail, load_settings
 from jiuzhu.logging import configure_logging
 from jiuzhu.runtime import endpoints
@@ -38,6 +39,10 @@ def serve_command(
         options = ServeSettings()
     except ValueError as error:
         raise fail(f"bad settings: {error}") from None
+    try:  # before any server starts: a database of record needs keys kept elsewhere
+        check_keys(settings, embedded=settings.database_url is None)
+    except MissingKeysError as error:
+        raise fail(str(error)) from None
     components = set(COMPONENTS) if component is Component.ALL else {component.value}
     configure_logging(settings.log_json)
     with endpoints(settings, broker=True) as ends:

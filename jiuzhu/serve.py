@@ -21,7 +21,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.server import start_api
-from consumers.brokers import make_broker
+from consumers.brokers import broker_connected, make_broker
 from consumers.lease import UNLEASED_ROLES, Lease, LeaseState, run_leased
 from consumers.projector import Feed, Projector, stored_states, subscribe_projector
 from consumers.relay import Relay
@@ -76,9 +76,29 @@ class ServeSettings(BaseSettings):
     intake_retry_delay: float = Field(
         default=5.0, gt=0, le=300, description="Seconds before a transient fault is retried"
     )
+    intake_ack_wait: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds before a message a killed intake held is delivered again (NATS)",
+    )
     checkpoint_publish_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="How often the relay carries new checkpoints"
     )
+
+    # Upstream messages and dead letters carry personal data in clear: NATS drops them after
+    # this many days (0: kept as long as the stream's limits allow). An intake outage must
+    # stay shorter than the first; dead letters are for people to look at, then go.
+    upstream_retention_days: float = Field(default=7.0, ge=0, le=3650)
+    deadletter_retention_days: float = Field(default=30.0, ge=0, le=3650)
+
+    def upstream_retention_seconds(self) -> float | None:
+        """max_age of the upstream stream, None: unlimited."""
+        return self.upstream_retention_days * 86_400 or None
+
+    def deadletter_retention_seconds(self) -> float | None:
+        """max_age of the dead-letter streams, None: unlimited."""
+        return self.deadletter_retention_days * 86_400 or None
 
     def destination(self) -> EventsDestination:
         """The relief.events destination these settings name."""
@@ -121,9 +141,8 @@ class Health:
         statuses = {c["status"] for c in components.values()}
         status = "ok" if healthy else "down" if "down" in statuses or not statuses else "degraded"
         state = self.lease.state if self.lease is not None else "active"
-        return healthy, {
-            "healthy": healthy, "status": status, "state": state, "components": components
-        }
+        body = {"healthy": healthy, "status": status, "state": state, "components": components}
+        return healthy, body
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A minimal HTTP/1.0 answer: 200 when healthy, 503 otherwise, JSON body."""
@@ -197,6 +216,7 @@ class Service:
             schema=settings.db_schema,
             pool_size=settings.pool_size,
             settings=settings,
+            embedded=settings.database_url is None,
         )
         stack.callback(app.close)
         if "projector" in self.components:
@@ -218,8 +238,11 @@ class Service:
         stack, destination = self._stack, self.destination
         broker = make_broker(self.broker_url)
         quiet_access_log(broker)
+        # Every read model applies a batch in ONE transaction (apply_together), so two
+        # connections carry the projector; one per read model (13 now) only crowded
+        # PostgreSQL's max_connections when replicas run side by side.
         datastore = read_model_datastore(
-            self.database_url, schema=self.settings.db_schema, pool_size=len(READ_MODELS) + 1
+            self.database_url, schema=self.settings.db_schema, pool_size=2
         )
         stack.callback(datastore.close)
         models = [model_class(datastore) for model_class in READ_MODELS]
@@ -248,7 +271,9 @@ class Service:
         stack.push_async_callback(projector.drain)  # runs first: the batch in hand finishes
         self.health.checks["projector"] = _projector_check(projector, feed)
         self.health.figures["projector"] = _projector_figures(projector)
-        self.health.degraded["projector"] = lambda: projector.stats.failing or feed.failing
+        self.health.degraded["projector"] = lambda: (
+            projector.stats.failing or feed.failing or not broker_connected(broker)
+        )
         # Ends when the projector halts (a failed batch) or the service stops.
         self.running.append(asyncio.create_task(_first_set(projector.stopping, self.stopping)))
 
@@ -276,9 +301,9 @@ class Service:
                     )
                 )
             )
-        self.health.checks["relay"] = relay.healthy
+        self.health.checks["relay"] = lambda: relay.healthy() and broker_connected(broker)
         self.health.figures["relay"] = _relay_figures(relay)
-        self.health.degraded["relay"] = relay.degraded
+        self.health.degraded["relay"] = lambda: relay.degraded() or not broker_connected(broker)
 
     async def wait(self) -> int:
         """Until stopping is set or a component ends; the exit status (1: one failed)."""
@@ -389,30 +414,34 @@ async def _start_intake(
     stopping: asyncio.Event,
     options: ServeSettings,
 ) -> asyncio.Task[Any]:
-    """The upstream intake, as consumers.intake.build_intake wires it (its own module)."""
+    """The upstream intake, as consumers.intake.build_intake wires it (its own module),
+    watched by consumers.intake_runner (started again if its connection closed for good)."""
     from consumers.intake import IntakeStats, build_intake
+    from consumers.intake_runner import IntakeRunner
 
     stats = IntakeStats()
-    broker, intake = build_intake(
-        broker_url=broker_url,
-        app=app,
-        subject_prefix=options.upstream_prefix,
-        deadletter_subject=options.upstream_deadletter,
-        stream=options.upstream_stream,
-        durable=options.upstream_durable,
-        retry_delay=options.intake_retry_delay,
-        stats=stats,
-    )
-    quiet_access_log(broker)
-    await intake.start()  # runs its on_startup hooks (declarations), then the broker
-    stack.push_async_callback(intake.stop)
-    subscribers: list[Any] = list(broker.subscribers)
 
-    def consuming() -> bool:
-        return bool(subscribers) and all(
-            s.running and not any(t.done() for t in getattr(s, "tasks", [])) for s in subscribers
+    def make() -> Any:
+        broker, intake = build_intake(
+            broker_url=broker_url,
+            app=app,
+            subject_prefix=options.upstream_prefix,
+            deadletter_subject=options.upstream_deadletter,
+            stream=options.upstream_stream,
+            durable=options.upstream_durable,
+            retry_delay=options.intake_retry_delay,
+            stats=stats,
+            ack_wait=options.intake_ack_wait,
+            max_age=options.upstream_retention_seconds(),
+            deadletter_max_age=options.deadletter_retention_seconds(),
         )
+        quiet_access_log(broker)
+        return broker, intake
 
-    health.checks["intake"] = consuming
-    health.figures["intake"] = stats.as_dict
-    return asyncio.create_task(stopping.wait())  # the intake runs until the service stops
+    runner = IntakeRunner(make, stats)
+    await runner.start()  # runs its on_startup hooks (declarations), then the broker
+    stack.push_async_callback(runner.stop)
+    health.checks["intake"] = runner.consuming
+    health.figures["intake"] = lambda: {**stats.as_dict(), "restarts": runner.restarts}
+    health.degraded["intake"] = runner.degraded
+    return asyncio.create_task(runner.run(stopping))  # the intake runs until the service stops

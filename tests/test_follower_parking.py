@@ -63,9 +63,7 @@ def test_an_event_no_read_model_can_place_in_a_month_is_parked_and_the_rest_appl
         asyncio.run(projector.project(incoming))
         assert parked_events(datastore, app.name) == live
 
-        result = replay(
-            app, read_model_classes(), database_url=DATABASE_URL, schema=pg_schema
-        )
+        result = replay(app, read_model_classes(), database_url=DATABASE_URL, schema=pg_schema)
         assert result.equal, result.differences
         assert result.parked == live
     finally:

@@ -136,9 +136,11 @@ class Upstream:
 
 
 @asynccontextmanager
-async def intake(url: str, app: CaseWork) -> AsyncIterator[tuple[Upstream, IntakeStats]]:
-    """The intake running on unique names, and a plain client beside it."""
-    tag = f"t{uuid4().hex[:10]}"
+async def intake(
+    url: str, app: CaseWork, tag: str = ""
+) -> AsyncIterator[tuple[Upstream, IntakeStats]]:
+    """The intake running on unique names (made from a tag), and a plain client beside it."""
+    tag = tag or f"t{uuid4().hex[:10]}"
     upstream = Upstream(url, f"{tag}.upstream", f"{tag}.deadletter", tag.upper())
     stats = IntakeStats()
     _, faststream_app = build_intake(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -31,23 +32,35 @@ add_command(router, "/{case_id}/close", CloseCase, summary="Close the case")
 
 
 def _case(
-    casework: CaseWork, principal: Any, case_id: UUID, version: int | None, as_of: str | None
+    casework: CaseWork,
+    principal: Any,
+    case_id: UUID,
+    version: int | None,
+    as_of: str | None,
+    known_at: str | None = None,
 ) -> dict[str, Any]:
     role = casework.authorise_read(principal.actor, principal.role, "read_history")
-    if as_of is not None:
-        try:
-            moment = moment_from_text(as_of)
-        except ValueError as error:
-            raise ProblemError(
-                422,
-                "invalid-request",
-                f"as_of {error}",
-                errors=[{"field": "query.as_of", "message": str(error)}],
-            ) from None
-        case = casework.case_as_of(case_id, moment)
+    if as_of is not None or known_at is not None:
+        # The two clocks: as_of by when things happened, known_at by when they were recorded.
+        happened, recorded = _moment("as_of", as_of), _moment("known_at", known_at)
+        case = casework.case_at(case_id, as_of=happened, known_at=recorded)
     else:
         case = casework.get_case(case_id, version=version)
     return case_answer(case, personal=may_read(role, "read_personal_data"))
+
+
+def _moment(name: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return moment_from_text(text)
+    except ValueError as error:
+        raise ProblemError(
+            422,
+            "invalid-request",
+            f"{name} {error}",
+            errors=[{"field": f"query.{name}", "message": str(error)}],
+        ) from None
 
 
 @router.get("/{case_id}", name="get_case", response_model=CaseView, responses=_READ_PROBLEMS)
@@ -60,13 +73,20 @@ async def get_case(
     ] = None,
     as_of: Annotated[
         str | None,
-        Query(max_length=40, description="As recorded at a date (YYYY-MM-DD) or date-time"),
+        Query(
+            max_length=40,
+            description="As things stood on a date (YYYY-MM-DD) or date-time: by occurred_at",
+        ),
+    ] = None,
+    known_at: Annotated[
+        str | None,
+        Query(max_length=40, description="As the record stood at a date-time: by recording time"),
     ] = None,
 ) -> FastJSON:
-    """A case as it stands now, at a version, or as recorded at a moment; ETag: its version."""
-    if version is not None and as_of is not None:
-        raise ProblemError(422, "invalid-request", "give version or as_of, not both")
-    view = await run_in_threadpool(_case, casework, principal, case_id, version, as_of)
+    """A case now, at a version, or by the two clocks (as_of, known_at); ETag: its version."""
+    if version is not None and (as_of is not None or known_at is not None):
+        raise ProblemError(422, "invalid-request", "give version or as_of/known_at, not both")
+    view = await run_in_threadpool(_case, casework, principal, case_id, version, as_of, known_at)
     return FastJSON(view, headers={"ETag": f'"{view["version"]}"'})
 
 
