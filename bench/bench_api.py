@@ -206,7 +206,12 @@ def main() -> None:
     console.print(f"[bold]API benchmark[/] on {machine(args.database_url)}")
     with fresh_schema(args.database_url, "bench_api") as schema, TemporaryDirectory() as data:
         token_key = base64.b64encode(os.urandom(32)).decode()
-        settings = Settings(database_url=args.database_url, db_schema=schema, data_dir=Path(data))
+        settings = Settings(
+            database_url=args.database_url,
+            db_schema=schema,
+            data_dir=Path(data),
+            allow_generated_keys=True,  # the bench's throw-away keys
+        )
         app = casework(args.database_url, schema=schema, pool_size=16, settings=settings)
         try:
             run(app, settings, token_key, args)
@@ -224,6 +229,7 @@ def run(app: Any, settings: Settings, token_key: str, args: Any) -> None:
         "JIUZHU_API_TOKEN_KEY": token_key,
         "JIUZHU_POOL_SIZE": "16",
         "JIUZHU_LOG_JSON": "true",
+        "JIUZHU_ALLOW_GENERATED_KEYS": "1",
     }
     api = ApiSettings(token_key=token_key)  # type: ignore[arg-type]
     headers = {
