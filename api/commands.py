@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import Principal
 from api.deps import Acting, CaseWorkDep
 from api.problems import ProblemBody, ProblemError
-from api.views import CaseView, case_answer
+from api.views import CaseView, FastJSON, case_answer
 from domain.application import CaseWork
 from domain.commands import Command, OpenCase
 from domain.errors import InvalidCommandError
@@ -397,6 +397,4 @@ def _respond(
     view["replayed"] = answer["replayed"]
     if created:
         headers["Location"] = str(request.url_for("get_case", case_id=answer["case_id"]))
-    return JSONResponse(
-        jsonable_encoder(view), status_code=201 if created else 200, headers=headers
-    )
+    return FastJSON(view, status_code=201 if created else 200, headers=headers)

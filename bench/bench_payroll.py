@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import tempfile
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -44,6 +43,7 @@ from domain.case import Case
 from domain.provenance import Provenance
 from domain.receipt import MessageReceipt
 from jiuzhu.bootstrap import casework
+from jiuzhu.settings import Settings
 from payroll.decide import load_cycle
 from payroll.follow import catch_up
 from payroll.prepare import prepare_month
@@ -67,7 +67,7 @@ def _by(actor: str, role: str) -> Provenance:
     )
 
 
-def seed(app: object, count: int, per_save: int = 1000) -> None:
+def seed(app: object, count: int, per_save: int = 1000, counties: int = len(COUNTIES)) -> None:
     """N cases enrolled in rural dibao from June (the rules' path is not what is timed)."""
     by = _by("bench", "approver")
     fields = by.event_fields()
@@ -75,7 +75,7 @@ def seed(app: object, count: int, per_save: int = 1000) -> None:
         cases = []
         for n in range(start, min(count, start + per_save)):
             case = Case.discover(
-                case_id=uuid4(), household_id=f"HH-{n:07d}", region=COUNTIES[n % len(COUNTIES)],
+                case_id=uuid4(), household_id=f"HH-{n:07d}", region=COUNTIES[n % counties],
                 channel="monitoring_alert", signals=[], household_size=1, personal={}, by=by,
             )  # fmt: skip
             case.trigger_event(
@@ -140,20 +140,26 @@ def copy_baseline(database_url: str, schema: str, count: int) -> float:
 def main() -> None:
     parser = base_arguments(__doc__.splitlines()[0])
     parser.add_argument("--enrolments", type=int, default=900_000)
+    parser.add_argument(
+        "--counties", type=int, default=100, help="cycles per month (900,000 in 100: 9,000 each)"
+    )
     args = parser.parse_args()
-    n = args.enrolments
+    n, counties = args.enrolments, min(args.counties, len(COUNTIES))
     console.print(
-        f"payroll bench: {n:,} enrolments in {len(COUNTIES)} counties; {machine(args.database_url)}"
+        f"payroll bench: {n:,} enrolments in {counties} counties; {machine(args.database_url)}"
     )
     console.print("[dim]the machine is shared with other engineers' work: figures are noisy[/]")
     with fresh_schema(args.database_url, "bench_payroll") as schema:
-        os.environ.setdefault("JIUZHU_DATA_DIR", tempfile.mkdtemp(prefix="jiuzhu-bench-"))
-        app = casework(args.database_url, schema=schema)
+        settings = Settings(
+            data_dir=Path(tempfile.mkdtemp(prefix="jiuzhu-bench-")),
+            allow_generated_keys=True,  # a bench's throw-away keys
+        )
+        app = casework(args.database_url, schema=schema, settings=settings)
         datastore = read_model_datastore(args.database_url, schema=schema)
         ledger = PayrollLedger(datastore)
         ledger.create_table()
         started = time.perf_counter()
-        seed(app, n)
+        seed(app, n, counties=counties)
         seeded = time.perf_counter() - started
         started = time.perf_counter()
         catch_up(app, ledger)

@@ -449,6 +449,7 @@ class AsDeployed(Lagging):
         for name, value in options.model_dump().items():
             env[f"JIUZHU_{name.upper()}"] = "" if value is None else str(value)
         env["JIUZHU_HEALTH_PORT"] = str(self.ports[component])
+        env["JIUZHU_API_PORT"] = "0"  # `serve api` (a COMPONENT too): any free port
         return env
 
     def log(self, component: str) -> Path:

@@ -22,6 +22,7 @@ Peak memory is this process's peak RSS (DuckDB runs in it, memory_limit 1500MB, 
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ from typing import Any
 from uuid import uuid4
 
 import duckdb
+import psycopg
 
 from bench.common import (
     Row,
@@ -54,6 +56,8 @@ from screening.rules import load_rules
 from screening.run import run_batch
 
 AS_OF = date(2023, 6, 30)
+# A scratch schema, dropped afterwards: keys generated in the data directory will do.
+os.environ.setdefault("JIUZHU_ALLOW_GENERATED_KEYS", "1")
 SEED_BATCH_SECONDS = 20.0
 SEED_YEAR_SECONDS = 180.0
 PEAK_MIB = 2048.0
@@ -192,6 +196,17 @@ def main() -> None:
         runs.append({"records": records, "hits": hits, "seconds": seconds, "raw": raw_s})
 
     handed: list[dict[str, Any]] = []
+    try:
+        handed, alert_rate = handover(args, data)
+    except psycopg.OperationalError as error:  # the shared server ran out of connections
+        console.print(f"[red]hand-over not measured: {error}[/]")
+        alert_rate = 0.0
+    report(args, runs, handed, alert_rate)
+
+
+def handover(args: Any, data: list[Path]) -> tuple[list[dict[str, Any]], float]:
+    """Hits of the first batches handed to the intake; the intake's rate for alerts."""
+    handed: list[dict[str, Any]] = []
     with fresh_schema(args.database_url, "bench_screening") as schema:
         app = casework(args.database_url, schema=schema)
         try:
@@ -210,8 +225,15 @@ def main() -> None:
         finally:
             app.close()
     hits_handed = sum(s["hits"] for s in handed)
+    return handed, intake_rate(args.database_url, min(max(hits_handed, 1000), 20_000))
+
+
+def report(
+    args: Any, runs: list[dict[str, Any]], handed: list[dict[str, Any]], alert_rate: float
+) -> None:
+    """The figures beside their baselines, and the issue's targets."""
+    hits_handed = sum(s["hits"] for s in handed)
     handover_s = sum(s["seconds"]["handover"] for s in handed)
-    alert_rate = intake_rate(args.database_url, min(max(hits_handed, 1000), 20_000))
 
     batch_s = statistics.median(r["seconds"] for r in runs)
     raw_batch_s = statistics.median(r["raw"] for r in runs)
@@ -230,8 +252,8 @@ def main() -> None:
                 rate(year_records, raw_year_s), "raw DuckDB joins"),
             Row(f"the year screened ({len(runs)} batches)", year_s, "s", raw_year_s,
                 "raw DuckDB joins"),
-            Row("hits handed to the intake", rate(hits_handed, handover_s), "hits/s",
-                alert_rate, "intake apply_batch, monitoring alerts"),
+            Row("hits handed to the intake", rate(hits_handed, handover_s) if handed else 0.0,
+                "hits/s", alert_rate, "intake apply_batch, monitoring alerts"),
             Row("the year end to end" + (" (hand-over extrapolated)" if extrapolated else ""),
                 end_to_end, "s"),
             Row("peak memory (this process)", peak_mib(), "MiB"),
@@ -242,12 +264,15 @@ def main() -> None:
             f"[dim]hand-over measured on {len(handed)} of {len(runs)} batches "
             f"({hits_handed:,} hits) and extrapolated to the year's {year_hits:,} hits.[/]"
         )
+    year_8, raw_year_8 = year_s * 8 / len(runs), raw_year_s * 8 / len(runs)
     print_targets(
         [
             Target("one seed-sized batch screened < 20 s", batch_s < SEED_BATCH_SECONDS,
                    f"{batch_s:.1f}s (raw {raw_batch_s:.1f}s)"),
-            Target(f"the year ({len(runs)} batches, {year_records / 1e6:.2f} M records) < 3 min",
-                   year_s < SEED_YEAR_SECONDS, f"{year_s:.0f}s (raw {raw_year_s:.0f}s)"),
+            Target("the seed's year (8 batches) screened < 3 min", year_8 < SEED_YEAR_SECONDS,
+                   f"{year_8:.0f}s (raw {raw_year_8:.0f}s)" + (
+                       f", extrapolated from {len(runs)} batches" if len(runs) != 8 else
+                       f", {year_records / 1e6:.2f} M records")),
             Target("peak memory < 2 GiB", peak_mib() < PEAK_MIB, f"{peak_mib():,.0f} MiB"),
         ]
     )  # fmt: skip

@@ -116,11 +116,14 @@ class Relay:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Relay until stopping is set; the window in flight is finished and recorded."""
-        await asyncio.to_thread(self.positions.create_table)
         listener = asyncio.create_task(self._listen(stopping))
+        created = False
         try:
             while not stopping.is_set():
                 try:
+                    if not created:  # in the loop: the database may be away at the start too
+                        await asyncio.to_thread(self.positions.create_table)
+                        created = True
                     await self._relay(stopping)
                 except Exception as error:
                     # Whatever the broker or the database says (NATS down: NoStreamResponseError;

@@ -51,6 +51,10 @@ class WorkCalendar:
     """Which civil days are working days, and how to count them, in the policy's time zone."""
 
     policy: DeadlinePolicy = field(default_factory=lambda: DEFAULT_DEADLINE_POLICY)
+    # Counts already made: a cohort's cases share discovery days (a rebuild folds millions).
+    _counted: dict[tuple[date, int], WorkCount] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def zone(self) -> ZoneInfo:
@@ -70,6 +74,12 @@ class WorkCalendar:
         """The `days`-th working day after `start` (start itself not counted)."""
         if days < 0:
             raise ValueError(f"cannot count {days} working days")
+        known = self._counted.get((start, days))
+        if known is None:
+            known = self._counted[(start, days)] = self._count(start, days)
+        return known
+
+    def _count(self, start: date, days: int) -> WorkCount:
         day, counted, unknown = start, 0, set()
         while counted < days:
             day += timedelta(days=1)

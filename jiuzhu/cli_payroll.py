@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from domain.provenance import Provenance
-from domain.values import Programme
+from domain.values import Programme, validate_region
 from jiuzhu.audit.casework import AuditedCaseWork
 from jiuzhu.audit.signing import signer_from_settings
 from jiuzhu.cli_common import (
@@ -94,6 +94,11 @@ def prepare_command(
     known = {p.value for p in Programme}
     if unknown := [p for p in programme or [] if p not in known]:
         raise fail(f"--programme {unknown[0]!r} is not one of {', '.join(sorted(known))}")
+    for code in region or []:
+        try:
+            validate_region(code)
+        except ValueError as error:
+            raise fail(f"--region: {error}") from None
     settings = load_settings()
     by = _by(settings, actor, role, f"payroll of {month}")
     with _payroll(settings) as (casework, ledger):

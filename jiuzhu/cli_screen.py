@@ -211,8 +211,14 @@ def run_command(
             bar.update(task, completed=done, total=total, rate=f"{done / seconds:,.0f} hits/s")
 
         def roll(out: Path) -> Path:
-            with psycopg.connect(ends.database_url) as conn:
-                return roll_population(conn, settings.db_schema, out)
+            try:
+                with psycopg.connect(ends.database_url) as conn:
+                    return roll_population(conn, settings.db_schema, out)
+            except psycopg.errors.UndefinedTable:
+                raise fail(
+                    f"no programme roll in schema {settings.db_schema!r}: run the projector "
+                    "(jiuzhu serve projector) or `jiuzhu rebuild programme_roll` first"
+                ) from None
 
         try:
             run = run_batch(

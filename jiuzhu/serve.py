@@ -141,9 +141,8 @@ class Health:
         statuses = {c["status"] for c in components.values()}
         status = "ok" if healthy else "down" if "down" in statuses or not statuses else "degraded"
         state = self.lease.state if self.lease is not None else "active"
-        return healthy, {
-            "healthy": healthy, "status": status, "state": state, "components": components
-        }
+        body = {"healthy": healthy, "status": status, "state": state, "components": components}
+        return healthy, body
 
     async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A minimal HTTP/1.0 answer: 200 when healthy, 503 otherwise, JSON body."""
@@ -239,8 +238,11 @@ class Service:
         stack, destination = self._stack, self.destination
         broker = make_broker(self.broker_url)
         quiet_access_log(broker)
+        # Every read model applies a batch in ONE transaction (apply_together), so two
+        # connections carry the projector; one per read model (13 now) only crowded
+        # PostgreSQL's max_connections when replicas run side by side.
         datastore = read_model_datastore(
-            self.database_url, schema=self.settings.db_schema, pool_size=len(READ_MODELS) + 1
+            self.database_url, schema=self.settings.db_schema, pool_size=2
         )
         stack.callback(datastore.close)
         models = [model_class(datastore) for model_class in READ_MODELS]

@@ -35,7 +35,7 @@ from payroll.decide import load_cycle
 from payroll.follow import authorise, catch_up, payroll_lock
 from projections.payroll_ledger import PayrollLedger
 
-__all__ = ["SettleReport", "settle_file", "settle_lines"]
+__all__ = ["SettleReport", "settle_file"]
 
 _CHUNK = 5000
 # Case events made here, not by a loaded Case (mypy sees the library's generic __init__).
@@ -96,24 +96,6 @@ def settle_file(
                 _settle_cycle(app, ledger, cycle_id, lines, by, chunk, report)
         finally:
             conn.execute(SQL("DROP TABLE IF EXISTS pg_temp.{}").format(Identifier(_STAGING)))
-    return report
-
-
-def settle_lines(
-    app: Application[UUID],
-    ledger: PayrollLedger,
-    cycle_ref: str | UUID,
-    settlements: list[Settlement],
-    *,
-    by: Provenance,
-) -> SettleReport:
-    """Settle a few settlements of one cycle (tests, a message's worth)."""
-    authorise(by, "settle_payroll")
-    cycle_id = load_cycle(app, cycle_ref).id
-    report = SettleReport()
-    with payroll_lock(app, "settle"):
-        catch_up(app, ledger)
-        _settle_cycle(app, ledger, cycle_id, iter(settlements), by, _CHUNK, report)
     return report
 
 

@@ -155,24 +155,30 @@ def load_source(con: duckdb.DuckDBPyConnection, directory: Path, source: Source)
         """
     )
     # Duplicates: rows whose key was seen before (the first row by line is kept). Keys
-    # are grouped by their hash first (cheap); only a hash seen twice is compared exactly.
+    # are grouped by their hash (one pass); only if a hash was seen twice are those rows
+    # read again and compared exactly.
     key = ", ".join(source.key)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE {checked}_duplicates AS
-        SELECT line FROM {checked}_rows
-        WHERE problem IS NULL AND hash({key}) IN (
-            SELECT hash({key}) FROM {checked}_rows WHERE problem IS NULL
-            GROUP BY 1 HAVING count(*) > 1)
-        QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY line) > 1
-        """
-    )
+    repeated = con.execute(
+        f"SELECT list(h) FROM (SELECT hash({key}) AS h FROM {checked}_rows "
+        "WHERE problem IS NULL GROUP BY 1 HAVING count(*) > 1)"
+    ).fetchone()
+    duplicate = "FALSE"
+    if repeated and repeated[0]:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE {checked}_duplicates AS
+            SELECT line FROM {checked}_rows
+            WHERE problem IS NULL AND list_contains($hashes::UBIGINT[], hash({key}))
+            QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY line) > 1
+            """,
+            {"hashes": repeated[0]},
+        )
+        duplicate = f"line IN (SELECT line FROM {checked}_duplicates)"
     con.execute(
         f"""
         CREATE OR REPLACE VIEW {checked} AS
-        SELECT * EXCLUDE (problem), CASE WHEN problem IS NULL AND line IN (
-                   SELECT line FROM {checked}_duplicates) THEN 'duplicate'
-                   ELSE problem END AS problem
+        SELECT * EXCLUDE (problem), CASE WHEN problem IS NULL AND {duplicate}
+                   THEN 'duplicate' ELSE problem END AS problem
         FROM {checked}_rows
         """
     )
@@ -184,11 +190,12 @@ def load_source(con: duckdb.DuckDBPyConnection, directory: Path, source: Source)
             report.accepted = int(count)
         else:
             report.rejected[str(problem)] = int(count)
-    examples = con.execute(
-        f"SELECT problem, list(line ORDER BY line)[1:{_EXAMPLES}] FROM {checked} "
-        "WHERE problem IS NOT NULL GROUP BY problem"
-    ).fetchall()
-    report.examples = {str(problem): [int(n) for n in lines] for problem, lines in examples}
+    if report.rejected:
+        examples = con.execute(
+            f"SELECT problem, list(line ORDER BY line)[1:{_EXAMPLES}] FROM {checked} "
+            "WHERE problem IS NOT NULL GROUP BY problem"
+        ).fetchall()
+        report.examples = {str(p): [int(n) for n in lines] for p, lines in examples}
     if report.rejected:
         _expose(con, source)
     else:

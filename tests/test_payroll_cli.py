@@ -29,6 +29,8 @@ def runner(pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 def run(runner: CliRunner, actor: str, role: str, *args: str) -> tuple[int, str]:
     result = runner.invoke(cli, ["payroll", *args, "--actor", actor, "--role", role])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
     return result.exit_code, result.output
 
 
@@ -80,6 +82,18 @@ def test_prepare_approve_export_settle_from_the_command_line(
     )  # fmt: skip
     code, out = run(runner, "bank", "upstream_system", "settle", name, str(tmp_path / "nope.csv"))
     assert (code, "is not a file" in out) == (1, True)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("instruction_id,outcome,amount_fen,payment_ref,reason\nPI-x,paid,12.5,B,\n")
+    code, out = run(runner, "bank", "upstream_system", "settle", name, str(bad))
+    assert code == 1
+    assert "bad settlement file" in out
+    assert "line 2" in out
+    code, out = run(runner, "clerk-li", "caseworker", "prepare", "--month", "2023-6")
+    assert (code, "--month '2023-6' is not a month like 2023-06" in out) == (1, True)
+    code, out = run(
+        runner, "clerk-li", "caseworker", "prepare", "--month", "2023-07", "--region", "6105"
+    )
+    assert (code, "is not a 6-digit administrative code" in out) == (1, True)
     rebuilt = runner.invoke(cli, ["rebuild", "payroll_cycles", "payments_ledger"])
     assert rebuilt.exit_code == 0, rebuilt.output
     shown = runner.invoke(cli, ["report", "payroll", "--format", "json"])

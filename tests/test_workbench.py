@@ -12,6 +12,9 @@ import pytest
 
 from api.web.session import SESSION_COOKIE
 from domain.application import CaseWork
+from jiuzhu.bootstrap import casework
+from jiuzhu.settings import Settings
+from tests.conftest import DATABASE_URL
 from tests.stories import enrolled, opened, verified
 from tests.web_support import feed_read_models, signed_in, workbench
 
@@ -220,9 +223,10 @@ def test_english_switch(app: CaseWork, tmp_path: Path) -> None:
         page = client.get("/web/search").text
         assert "Household id or id-card number" in page
         assert 'lang="en"' in page
-        assert client.get("/web/lang/en", params={"back": "https://evil"}).headers[
-            "location"
-        ] == "/web/inbox"
+        assert (
+            client.get("/web/lang/en", params={"back": "https://evil"}).headers["location"]
+            == "/web/inbox"
+        )
 
 
 def test_static_vendor_files_are_served(app: CaseWork, tmp_path: Path) -> None:
@@ -267,7 +271,16 @@ def test_search_by_id_card_goes_through_the_blind_index(app: CaseWork, tmp_path:
         assert refused.status_code == 403
 
 
-def test_auditor_signs_a_checkpoint_verifies_and_exports(app: CaseWork, tmp_path: Path) -> None:
+def test_auditor_signs_a_checkpoint_verifies_and_exports(pg_schema: str, tmp_path: Path) -> None:
+    # The store signs with the key the workbench trusts (any other key is a finding).
+    app = casework(DATABASE_URL, schema=pg_schema, settings=Settings(data_dir=tmp_path))
+    try:
+        _auditor_signs_a_checkpoint_verifies_and_exports(app, tmp_path)
+    finally:
+        app.close()
+
+
+def _auditor_signs_a_checkpoint_verifies_and_exports(app: CaseWork, tmp_path: Path) -> None:
     case_id = enrolled(app)
     with workbench(app, tmp_path) as client:
         signed_in(client, "chen.jing")

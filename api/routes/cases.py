@@ -7,14 +7,12 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Path, Query
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.commands import PROBLEMS, add_command
 from api.deps import Acting, CaseWorkDep
 from api.problems import ProblemError
-from api.views import CaseView, EventRow, case_answer, event_answer
+from api.views import CaseView, EventRow, FastJSON, case_answer, event_answer
 from domain.application import CaseWork
 from domain.commands import AttachSignal, CloseCase, OpenCase
 from domain.roles import may_read
@@ -84,12 +82,12 @@ async def get_case(
         str | None,
         Query(max_length=40, description="As the record stood at a date-time: by recording time"),
     ] = None,
-) -> JSONResponse:
+) -> FastJSON:
     """A case now, at a version, or by the two clocks (as_of, known_at); ETag: its version."""
     if version is not None and (as_of is not None or known_at is not None):
         raise ProblemError(422, "invalid-request", "give version or as_of/known_at, not both")
     view = await run_in_threadpool(_case, casework, principal, case_id, version, as_of, known_at)
-    return JSONResponse(jsonable_encoder(view), headers={"ETag": f'"{view["version"]}"'})
+    return FastJSON(view, headers={"ETag": f'"{view["version"]}"'})
 
 
 def _history(casework: CaseWork, principal: Any, case_id: UUID) -> list[dict[str, Any]]:
@@ -98,8 +96,6 @@ def _history(casework: CaseWork, principal: Any, case_id: UUID) -> list[dict[str
 
 
 @router.get("/{case_id}/history", response_model=list[EventRow], responses=_READ_PROBLEMS)
-async def get_history(
-    case_id: CaseId, principal: Acting, casework: CaseWorkDep
-) -> list[dict[str, Any]]:
+async def get_history(case_id: CaseId, principal: Acting, casework: CaseWorkDep) -> FastJSON:
     """Every event of the case in order: who, in what role, why, what caused it, when."""
-    return await run_in_threadpool(_history, casework, principal, case_id)
+    return FastJSON(await run_in_threadpool(_history, casework, principal, case_id))

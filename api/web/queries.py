@@ -51,7 +51,8 @@ def inbox(curs: Cursor[DictRow], schema: str, actor: str, role: str, today: date
             curs,
             SQL(
                 "SELECT v.case_id, w.household_id, v.region, v.assignee, v.due_on, "
-                "v.due_on < {t} AS overdue FROM {s}.verification_task v "
+                "v.due_on < {t} AS overdue, v.escalated_at IS NOT NULL AS escalated "
+                "FROM {s}.verification_task v "
                 "LEFT JOIN {s}.worklist_case w USING (case_id) "
                 "WHERE v.assignee = {actor} AND v.verified_at IS NULL AND v.closed_at IS NULL "
                 "ORDER BY v.due_on < {t} DESC, v.due_on LIMIT {n}"
