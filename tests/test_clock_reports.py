@@ -82,7 +82,8 @@ def test_jiuzhu_report_deadlines_and_case_history_tell_what_the_clock_did(
     monkeypatch.setenv("JIUZHU_DATABASE_URL", DATABASE_URL)
     monkeypatch.setenv("JIUZHU_DB_SCHEMA", pg_schema)
     runner = CliRunner()
-    shown = runner.invoke(cli, ["report", "deadlines", "--format", "json"])
+    analyst = ["--actor", "analyst-zhou", "--role", "analyst"]
+    shown = runner.invoke(cli, ["report", "deadlines", "--format", "json", *analyst])
     assert shown.exit_code == 0, shown.output
     rows = {r["kind"]: r for r in json.loads(shown.stdout)["rows"]}
     assert rows["verification_overdue"]["escalated"] == 1

@@ -17,6 +17,9 @@ from payroll.export import verify_file
 from tests.conftest import DATABASE_URL
 from tests.payroll_stories import enrolled
 
+# Who reads the reports (every reading command says who reads).
+ANALYST = ["--actor", "analyst-zhou", "--role", "analyst"]
+
 pytestmark = pytest.mark.postgres
 
 
@@ -103,9 +106,10 @@ def test_prepare_approve_export_settle_from_the_command_line(
     assert (code, "is not a 6-digit administrative code" in out) == (1, True)
     rebuilt = runner.invoke(cli, ["rebuild", "payroll_cycles", "payments_ledger"])
     assert rebuilt.exit_code == 0, rebuilt.output
-    shown = runner.invoke(cli, ["report", "payroll", "--format", "json"])
+    shown = runner.invoke(cli, ["report", "payroll", "--format", "json", *ANALYST])
     assert shown.exit_code == 0, shown.output
     [row] = json.loads(shown.stdout)["rows"]
     assert (row["paid"], row["paid_fen"], row["outstanding"], row["findings"]) == (3, 205000, 0, 1)
-    ledger = json.loads(runner.invoke(cli, ["report", "payments", "--format", "json"]).stdout)
+    payments = runner.invoke(cli, ["report", "payments", "--format", "json", *ANALYST])
+    ledger = json.loads(payments.stdout)
     assert sum(r["amount_fen"] for r in ledger["rows"]) == row["paid_fen"]
