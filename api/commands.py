@@ -24,12 +24,13 @@ from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
 from api.deps import Acting, CaseWorkDep
 from api.problems import ProblemBody, ProblemError
-from api.views import CaseView, case_answer
+from api.views import CaseView, FastJSON, case_answer
 from domain.application import CaseWork
 from domain.commands import Command, OpenCase
 from domain.errors import InvalidCommandError
@@ -56,7 +57,13 @@ _PATH_TYPES: dict[str, Any] = {
 }
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ProblemBody, "description": text}
+    code: {
+        "model": ProblemBody,
+        "description": text,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemBody"}}
+        },
+    }
     for code, text in (
         (401, "No valid bearer token"),
         (403, "The role may not run this command (nothing was appended)"),
@@ -86,10 +93,23 @@ class _Provenance(BaseModel):
     )
 
 
+# Checked by validators in domain.values; told to clients (and fuzzers) as patterns too.
+_PATTERNS = {
+    "region": r"^[1-8][0-9]{5}$",
+    "period": r"^([0-9]{4}-(0[1-9]|1[0-2])|one-off)$",
+}
+
+
+def _documented(name: str, info: FieldInfo) -> FieldInfo:
+    if name not in _PATTERNS:
+        return info
+    return FieldInfo.merge_field_infos(info, json_schema_extra={"pattern": _PATTERNS[name]})
+
+
 def body_model(kind: type[Command], path_fields: tuple[str, ...]) -> type[BaseModel]:
     """The request body of a command: its fields less `by` and the path's, plus provenance."""
     fields: dict[str, Any] = {
-        name: (info.annotation, info)
+        name: (info.annotation, _documented(name, info))
         for name, info in kind.model_fields.items()
         if name != "by" and name not in path_fields
     }
@@ -194,6 +214,10 @@ def _run(casework: CaseWork, request: _Request) -> dict[str, Any]:
             if kind == "case":
                 case = casework.get_case(UUID(str(target)))
                 answer: dict[str, Any] = {"case_id": str(case.id), "version": case.version}
+                # The first answer's view from the case in hand: no second read of the store.
+                view = case_answer(
+                    case, personal=may_read(request.principal.role, "read_personal_data")
+                )
             else:
                 household = unit.get(Household.id_for(str(target)))
                 answer = {"household_id": str(target), "version": household.version}
@@ -209,6 +233,8 @@ def _run(casework: CaseWork, request: _Request) -> dict[str, Any]:
                 412, "precondition-failed", "the case changed meanwhile; nothing was saved"
             ) from None
         raise
+    if kind == "case":
+        return {**answer, "replayed": False, "view": view}
     return {**answer, "replayed": False}
 
 
@@ -262,13 +288,10 @@ def add_command(
             fingerprint=_fingerprint(kind, body, path_values),
             if_match=parse_if_match(params["if_match"]),
         )
-        try:
-            answer = await run_in_threadpool(_run, casework, command)
-        except InvalidCommandError as error:
-            raise _renamed(error) from None
-        if after is not None and not answer["replayed"]:
-            await run_in_threadpool(after, casework)
-        return await run_in_threadpool(_respond, request, casework, principal, answer, created)
+        # One hop to a worker thread for the whole step: the command, then its answer.
+        return await run_in_threadpool(
+            _execute, request, casework, principal, command, created, after
+        )
 
     parameters = [
         inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
@@ -301,6 +324,7 @@ def add_command(
                 Header(
                     alias="If-Match",
                     max_length=100,
+                    pattern=r'^(\*|(W/)?"?[0-9]+"?)$',
                     description="The case version (ETag) the step was decided on",
                 ),
             ],
@@ -332,6 +356,23 @@ class Erased(BaseModel):
     replayed: bool = Field(description="True when this answers a retry (Idempotency-Key)")
 
 
+def _execute(
+    request: Request,
+    casework: CaseWork,
+    principal: Principal,
+    command: _Request,
+    created: bool,
+    after: Callable[[Any], None] | None,
+) -> Response:
+    try:
+        answer = _run(casework, command)
+    except InvalidCommandError as error:
+        raise _renamed(error) from None
+    if after is not None and not answer["replayed"]:
+        after(casework)
+    return _respond(request, casework, principal, answer, created)
+
+
 def _respond(
     request: Request,
     casework: CaseWork,
@@ -349,11 +390,11 @@ def _respond(
             "replayed": answer["replayed"],
         }
         return JSONResponse(body, headers=headers)
-    case = casework.get_case(UUID(answer["case_id"]), version=answer["version"])
-    view = case_answer(case, personal=may_read(principal.role, "read_personal_data"))
+    view = answer.get("view")
+    if view is None:  # a retry's answer: the case as the first request left it
+        case = casework.get_case(UUID(answer["case_id"]), version=answer["version"])
+        view = case_answer(case, personal=may_read(principal.role, "read_personal_data"))
     view["replayed"] = answer["replayed"]
     if created:
         headers["Location"] = str(request.url_for("get_case", case_id=answer["case_id"]))
-    return JSONResponse(
-        jsonable_encoder(view), status_code=201 if created else 200, headers=headers
-    )
+    return FastJSON(view, status_code=201 if created else 200, headers=headers)

@@ -13,13 +13,13 @@ from jiuzhu.settings import Settings
 __all__ = ["Acting", "CaseWorkDep", "SettingsDep", "get_casework", "get_settings"]
 
 
-def get_casework(request: Request) -> AuditedCaseWork:
+async def get_casework(request: Request) -> AuditedCaseWork:
     """The app's audited CaseWork (app.state.casework)."""
     casework: AuditedCaseWork = request.app.state.casework
     return casework
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The service settings the app was made with."""
     settings: Settings = request.app.state.settings
     return settings

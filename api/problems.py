@@ -7,9 +7,11 @@ Nothing a client sends yields a traceback: unexpected errors answer a bare 500 p
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import structlog
 from eventsourcing.persistence import IntegrityError, PersistenceError
 from fastapi import FastAPI, Request
@@ -144,7 +146,7 @@ def from_error(request: Request | None, error: Exception) -> JSONResponse:
         return problem_response(request, 409, rule or "refused", str(error), rule=rule)
     if isinstance(error, IntegrityError):
         return problem_response(request, 409, "concurrent-change", CONFLICT)
-    if isinstance(error, PersistenceError):
+    if isinstance(error, PersistenceError | psycopg.Error):
         log.warning("store unavailable", error=repr(error))
         return problem_response(
             request,
@@ -153,7 +155,12 @@ def from_error(request: Request | None, error: Exception) -> JSONResponse:
             "the event store cannot be reached just now; nothing was saved, try again",
             headers={"Retry-After": "5"},
         )
-    log.exception("unexpected error", error=repr(error))
+    # A plain traceback: a pretty console renderer takes seconds to draw one with locals.
+    log.error(
+        "unexpected error",
+        error=repr(error),
+        traceback="".join(traceback.format_exception(error)),
+    )
     return problem_response(request, 500, "internal-error", "an unexpected error; it was logged")
 
 
@@ -198,4 +205,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(CaseWorkError, on_problem)
     app.add_exception_handler(PersistenceError, on_problem)
+    app.add_exception_handler(psycopg.Error, on_problem)
     app.add_exception_handler(Exception, on_problem)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import Generator, Iterator
 from contextlib import AsyncExitStack, contextmanager
@@ -13,7 +14,15 @@ from fastapi import FastAPI
 
 from api.settings import ApiSettings
 
-__all__ = ["QuietServer", "running_in_thread", "serve_in_loop", "start_api", "url_of"]
+__all__ = [
+    "QuietServer",
+    "demo_invitation",
+    "running_in_thread",
+    "serve_in_loop",
+    "serve_until_stopped",
+    "start_api",
+    "url_of",
+]
 
 
 class QuietServer(uvicorn.Server):
@@ -96,3 +105,46 @@ async def start_api(
     health.checks["api"] = lambda: server.started and not server.should_exit
     health.figures["api"] = lambda: {"url": url_of(server)}
     return task
+
+
+def serve_until_stopped(app: FastAPI, api: ApiSettings) -> None:
+    """Serve the app in this thread until SIGINT/SIGTERM (`jiuzhu demo --serve`), then return.
+
+    uvicorn's own handlers raise the signal again once stopped (exit 130): ours only stop it,
+    so the caller closes what it opened and exits 0.
+    """
+    server = QuietServer(_config(app, api.host, api.port))
+
+    def stop(signum: int, frame: object) -> None:
+        server.should_exit = True
+
+    before = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run()
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def demo_invitation(settings: Any, api: ApiSettings, *, serving: bool) -> list[str]:
+    """What `jiuzhu demo` says at its end: where the API and workbench are, and a token."""
+    from api.auth import TokenError, TokenVerifier
+
+    url = f"http://{api.host}:{api.port}/"
+    try:
+        token = TokenVerifier(settings, api).issue("demo-caseworker", "caseworker")
+    except TokenError:  # an identity provider issues the tokens
+        token = "(from your identity provider)"
+    lines = [
+        f"workbench: {url}web/  (sign in as one of the demo's staff)",
+        f"API: {url}  (reference: {url}docs)",
+        f"token (caseworker, 8 h): {token}",
+        "  other roles: jiuzhu token --actor NAME --role approver|auditor|analyst",
+        f'  try: curl -H "Authorization: Bearer $(jiuzhu token --actor me --role caseworker)" '
+        f'"{url}verification-tasks?overdue=true"',
+    ]
+    if not serving:
+        lines.append("  serving it: jiuzhu demo --serve  (or jiuzhu serve api on the same data)")
+    else:
+        lines.append("  serving until Ctrl-C")
+    return lines

@@ -6,12 +6,21 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from domain.case import Case
 from jiuzhu.narrate import case_view, event_row
 
-__all__ = ["CaseView", "EventRow", "HouseholdChain", "case_answer", "event_answer"]
+__all__ = [
+    "CaseView",
+    "EventRow",
+    "FastJSON",
+    "HouseholdChain",
+    "case_answer",
+    "event_answer",
+]
 
 
 class CaseView(BaseModel):
@@ -79,3 +88,13 @@ def case_answer(case: Case, *, personal: bool) -> dict[str, Any]:
 def event_answer(event: Case.Event) -> dict[str, Any]:
     """One timeline row, as `jiuzhu case history --json` prints it."""
     return event_row(event)
+
+
+class FastJSON(JSONResponse):
+    """JSON by orjson: dates, times and UUIDs natively, several times faster than the default.
+
+    Used for the views above, which hold only such values (no Decimal, no models).
+    """
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)

@@ -391,7 +391,8 @@ def report_batched(batched: BatchedAppends, cases_per_save: int) -> Target:
 
 def open_apps(database_url: str, audited: str, core: str, data_dir: str) -> dict[str, CaseWork]:
     """The applications to compare."""
-    settings = Settings(data_dir=Path(data_dir))  # keys are generated there, not in ./.jiuzhu
+    # Keys are generated there, not in ./.jiuzhu (a bench's throw-away keys).
+    settings = Settings(data_dir=Path(data_dir), allow_generated_keys=True)
     # One thread per app: one pooled connection each spares a server shared with other tests.
     apps = {
         SHIPPED: casework(database_url, schema=audited, settings=settings, pool_size=1),

@@ -381,6 +381,7 @@ class Lagging(ABC):
             db_schema=schema,
             data_dir=data_dir,
             master_key=SecretStr(base64.b64encode(os.urandom(32)).decode()),
+            allow_generated_keys=True,  # a bench's throw-away signing key
         )
 
     @property
@@ -448,6 +449,7 @@ class AsDeployed(Lagging):
         for name, value in options.model_dump().items():
             env[f"JIUZHU_{name.upper()}"] = "" if value is None else str(value)
         env["JIUZHU_HEALTH_PORT"] = str(self.ports[component])
+        env["JIUZHU_API_PORT"] = "0"  # `serve api` (a COMPONENT too): any free port
         return env
 
     def log(self, component: str) -> Path:
@@ -739,7 +741,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 def relay_and_projector(args: argparse.Namespace) -> tuple[list[Row], list[Target]]:
     """(a) and (b): histories written as shipped, then relayed and projected."""
     with fresh_schema(args.database_url, "bench_pipe") as schema, TemporaryDirectory() as keys:
-        settings = Settings(database_url=args.database_url, db_schema=schema, data_dir=Path(keys))
+        settings = Settings(
+            database_url=args.database_url,
+            db_schema=schema,
+            data_dir=Path(keys),
+            allow_generated_keys=True,
+        )
         app = casework(args.database_url, schema=schema, settings=settings)
         started = time.perf_counter()
         events = generate(app, args.events, cohort=500, save_every=1000)

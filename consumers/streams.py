@@ -56,14 +56,25 @@ class Places:
     stream: str
     deadletter: str
     durable: str
+    # Seconds a message (a dead letter) is kept on NATS; None: as long as the stream's limits
+    # allow. Upstream messages carry personal data in clear: they must not linger.
+    max_age: float | None = None
+    deadletter_max_age: float | None = None
 
     def jstream(self) -> JStream:
         """The JetStream stream over every subject under the prefix."""
-        return JStream(self.stream, subjects=[f"{self.prefix}.>"], declare=False)
+        return JStream(
+            self.stream, subjects=[f"{self.prefix}.>"], max_age=self.max_age, declare=False
+        )
 
     def deadletter_jstream(self) -> JStream:
         """The JetStream stream keeping the dead letters."""
-        return JStream(f"{self.stream}_DEADLETTER", subjects=[self.deadletter], declare=False)
+        return JStream(
+            f"{self.stream}_DEADLETTER",
+            subjects=[self.deadletter],
+            max_age=self.deadletter_max_age,
+            declare=False,
+        )
 
     def rabbit_exchange(self) -> RabbitExchange:
         """The topic exchange publishers send to (routing key = subject)."""

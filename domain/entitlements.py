@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 from domain.values import ONE_OFF
 
@@ -94,11 +95,13 @@ class Entitlement:
     kind: str  # "monthly" (the payroll's own month), "arrears" or "one_off"
 
 
+@lru_cache(maxsize=8192)  # a cohort's dates repeat: a payroll folds hundreds of thousands
 def month_of(day: date) -> str:
     """The 'YYYY-MM' month containing a day."""
     return f"{day.year:04d}-{day.month:02d}"
 
 
+@lru_cache(maxsize=2048)
 def next_month(month: str) -> str:
     """The month after a 'YYYY-MM' month."""
     year, number = int(month[:4]), int(month[5:7])
@@ -173,7 +176,8 @@ def entitlements(
                 owed.append(Entitlement(period, amount, kind))
         return owed
     # A one-off grant: owed once while its latest enrolment stands.
-    last = history.index(starts[-1])
+    # The latest enrolment by position (equal facts may repeat: not history.index).
+    last = max(i for i, fact in enumerate(history) if isinstance(fact, EnrolmentStarted))
     ended = any(isinstance(fact, EnrolmentEnded) for fact in history[last:])
     if ended or month_of(starts[-1].effective_from) > month:
         return []

@@ -44,9 +44,15 @@ def hit_of(causation_id: str) -> tuple[str, str, str] | None:
     """(batch, rule, household) of an event caused by a screening hit, else None."""
     if not causation_id.startswith(_CAUSATION):
         return None
-    parts = causation_id[len(_CAUSATION) :].split("/", 2)
+    key = causation_id[len(_CAUSATION) :]
+    # The message key percent-encodes '/' and '%' in the id (consumers.contracts.
+    # message_key_of); keys recorded before that carry the id as it is.
+    separator = "%2F" if "%2F" in key else "/"
+    parts = key.split(separator, 2)
     if len(parts) != 3:
         return None
+    if separator == "%2F":
+        parts = [part.replace("%2F", "/").replace("%25", "%") for part in parts]
     return parts[0], parts[1], parts[2]
 
 

@@ -2,9 +2,10 @@
 
 The State Council publishes each year's holidays in November, and `chinese-calendar` carries
 them (2004 to the last year published). A deadline counted into a year not yet published
-falls back to weekends-only for that year, and says so (`WorkCount.basis`), so that a
-deadline computed in December is not silently wrong: the clock computes it again once the
-package knows the year. A locality's own overrides (policy) come before either.
+falls back to weekends-only for that year, and says so (`WorkCount.basis`, shown on the
+deadline), so that a deadline computed in December is not silently wrong. Once an updated
+package knows the year, a rebuild of the deadline tables counts on the official calendar
+(until then a replay equals the live rows). A locality's own overrides (policy) come first.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class WorkCalendar:
     """Which civil days are working days, and how to count them, in the policy's time zone."""
 
     policy: DeadlinePolicy = field(default_factory=lambda: DEFAULT_DEADLINE_POLICY)
+    # Counts already made: a cohort's cases share discovery days (a rebuild folds millions).
+    _counted: dict[tuple[date, int], WorkCount] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def zone(self) -> ZoneInfo:
@@ -69,6 +74,12 @@ class WorkCalendar:
         """The `days`-th working day after `start` (start itself not counted)."""
         if days < 0:
             raise ValueError(f"cannot count {days} working days")
+        known = self._counted.get((start, days))
+        if known is None:
+            known = self._counted[(start, days)] = self._count(start, days)
+        return known
+
+    def _count(self, start: date, days: int) -> WorkCount:
         day, counted, unknown = start, 0, set()
         while counted < days:
             day += timedelta(days=1)

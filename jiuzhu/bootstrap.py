@@ -12,7 +12,36 @@ from domain.application import CaseWork
 from jiuzhu.settings import Settings
 from projections.base import ddl_lock
 
-__all__ = ["casework", "eventstore_env"]
+__all__ = ["MissingKeysError", "casework", "check_keys", "eventstore_env"]
+
+
+class MissingKeysError(ValueError):
+    """A database of record with no keys configured: generating them would lose them."""
+
+
+def check_keys(settings: Settings, *, embedded: bool) -> None:
+    """Refuse keys generated in the data directory unless the database is the embedded one.
+
+    A master key on the server's disk dies with the disk, and every household's personal
+    data with it; a signing key beside the database it vouches for proves little.
+    """
+    if embedded or settings.allow_generated_keys:
+        return
+    missing = [
+        name
+        for name, value in (
+            ("JIUZHU_MASTER_KEY", settings.master_key),
+            ("JIUZHU_SIGNING_KEY_FILE", settings.signing_key_file),
+        )
+        if value is None
+    ]
+    if missing:
+        raise MissingKeysError(
+            f"{' and '.join(missing)} must be set for a database of record (JIUZHU_DATABASE_URL):"
+            " keys generated in the data directory are lost with it. Keep the master key in a"
+            " secret store and the signing key outside the database's server; for tests and"
+            " demos only, JIUZHU_ALLOW_GENERATED_KEYS=1"
+        )
 
 
 def eventstore_env(
@@ -44,18 +73,23 @@ def casework(
     schema: str = "public",
     pool_size: int = 5,
     settings: Settings | None = None,
+    embedded: bool = False,
 ) -> CaseWork:
     """A CaseWork application on a PostgreSQL event store, with the audit trail wired in.
 
     Every event is hash-chained in its own transaction and personal data is sealed per
     household (jiuzhu.audit, jiuzhu.privacy); keys come from settings (JIUZHU_* variables
-    when none are given), or from <data_dir>/keys, generated on first use.
+    when none are given). Only with the embedded database (or JIUZHU_ALLOW_GENERATED_KEYS)
+    may they be generated in <data_dir>/keys on first use: MissingKeysError otherwise.
+    This is the one way to build CaseWork: the event store refuses events without their
+    chain records (see jiuzhu.audit.tables), so the library's plain recorder cannot write.
     """
     from jiuzhu.audit.casework import AuditedCaseWork  # the audit trail imports this module
     from jiuzhu.audit.signing import signer_from_settings
     from jiuzhu.privacy.secrets import master_key_from_settings
 
     settings = settings if settings is not None else Settings()
+    check_keys(settings, embedded=embedded)
     # Tables are created one process at a time: see projections.base.ddl_lock.
     with ddl_lock(database_url, schema):
         if schema != "public":

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from domain.errors import CaseWorkError
+from jiuzhu.bootstrap import MissingKeysError
 from jiuzhu.narrate import moment_from_text
 from jiuzhu.settings import Settings
 
@@ -102,6 +103,8 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except CaseWorkError as error:
+        raise fail(str(error)) from None
+    except MissingKeysError as error:
         raise fail(str(error)) from None
     except IntegrityError:
         # Another writer saved the same case first (optimistic concurrency): nothing was written.

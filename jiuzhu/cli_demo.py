@@ -20,6 +20,7 @@ from jiuzhu.logging import configure_logging
 from jiuzhu.narrate import yuan
 from jiuzhu.runtime import endpoints, open_casework
 from jiuzhu.serve import ServeSettings
+from jiuzhu.settings import Settings
 
 __all__ = ["demo"]
 
@@ -33,6 +34,9 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
     direct: Annotated[
         bool, typer.Option("--direct", help="Call CaseWork directly instead of via the broker")
+    ] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Then keep serving the API and workbench until Ctrl-C")
     ] = False,
 ) -> None:
     """Run the seed's three stories and N synthetic households; print the funnel and totals.
@@ -73,12 +77,27 @@ def demo(
             except RuntimeError as error:
                 raise fail(str(error)) from None
             report.read_model = pipeline.case_status_totals(report.case_ids)
-    if as_json:
-        print_json(report.as_json())
-    else:
-        _print(report)
-    if report.read_model and (disagreement := read_model_disagreement(report)):
-        raise fail(f"the read model disagrees with the event store: {disagreement}")
+        if as_json:
+            print_json(report.as_json())
+        else:
+            _print(report)
+        if report.read_model and (disagreement := read_model_disagreement(report)):
+            raise fail(f"the read model disagrees with the event store: {disagreement}")
+        _invite(settings, app, serve=serve, quiet=as_json)
+
+
+def _invite(settings: Settings, app: CaseWork, *, serve: bool, quiet: bool) -> None:
+    """Say where the API and workbench are (and serve them with --serve)."""
+    from api.app import create_app
+    from api.server import demo_invitation, serve_until_stopped
+    from api.settings import ApiSettings
+
+    api = ApiSettings()
+    if not quiet:
+        for line in demo_invitation(settings, api, serving=serve):
+            console.print(line, highlight=False, soft_wrap=True)
+    if serve:
+        serve_until_stopped(create_app(settings, casework=app, api_settings=api), api)
 
 
 def read_model_disagreement(report: DemoReport) -> str:

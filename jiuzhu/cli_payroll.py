@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from domain.provenance import Provenance
-from domain.values import Programme
+from domain.values import Programme, validate_region
 from jiuzhu.audit.casework import AuditedCaseWork
 from jiuzhu.audit.signing import signer_from_settings
 from jiuzhu.cli_common import (
@@ -94,6 +94,11 @@ def prepare_command(
     known = {p.value for p in Programme}
     if unknown := [p for p in programme or [] if p not in known]:
         raise fail(f"--programme {unknown[0]!r} is not one of {', '.join(sorted(known))}")
+    for code in region or []:
+        try:
+            validate_region(code)
+        except ValueError as error:
+            raise fail(f"--region: {error}") from None
     settings = load_settings()
     by = _by(settings, actor, role, f"payroll of {month}")
     with _payroll(settings) as (casework, ledger):
@@ -123,7 +128,7 @@ def prepare_command(
 @app.command("show")
 @user_errors
 def show_command(cycle: CycleArg, actor: ActorOpt = None, role: RoleOpt = None) -> None:
-    """A cycle's status and totals, and what changed since it was prepared."""
+    """A cycle's status, totals and reconciliation findings, and what changed since preparing."""
     settings = load_settings()
     person = who(settings, actor, role)
     with _payroll(settings) as (casework, ledger):
@@ -147,6 +152,16 @@ def _summary(cycle: Any) -> dict[str, Any]:
         "paid": sum(1 for outcome, _ in settled if outcome == "paid"),
         "failed": sum(1 for outcome, _ in settled if outcome == "failed"),
         "outstanding": len(cycle.outstanding),
+        "findings": [
+            dict(
+                zip(
+                    ("kind", "instruction_id", "payment_ref", "amount_fen", "detail"),
+                    f,
+                    strict=True,
+                )
+            )
+            for f in cycle.findings
+        ],
     }
 
 

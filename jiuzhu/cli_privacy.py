@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from psycopg.sql import SQL
 
+from consumers.brokers import BrokerKind, broker_kind
 from jiuzhu.audit.casework import AuditedCaseWork
 from jiuzhu.cli_audit import open_audited
 from jiuzhu.cli_common import (
@@ -20,6 +21,8 @@ from jiuzhu.cli_common import (
     who,
 )
 from jiuzhu.narrate import CHINA_TIME
+from jiuzhu.serve import ServeSettings
+from jiuzhu.settings import Settings
 
 __all__ = ["app", "vacuum_data_keys"]
 
@@ -56,6 +59,38 @@ def erase(
         f"erased personal data of household {household_id} (notification {position})",
         highlight=False,
     )
+    console.print("not reached by this erasure, left to expire or to you:", highlight=False)
+    for place in unreached(settings, ServeSettings()):
+        console.print(f"  - {place}", highlight=False, soft_wrap=True)
+
+
+def unreached(settings: Settings, options: ServeSettings) -> list[str]:
+    """Where the household's personal data may still be in clear after its key is destroyed."""
+
+    def kept(days: float, setting: str) -> str:
+        return f"kept {days:g} days ({setting})" if days else f"kept without limit ({setting}=0)"
+
+    nats = settings.broker_url is None or broker_kind(settings.broker_url) is BrokerKind.NATS
+    upstream = (
+        f"upstream messages on NATS stream {options.upstream_stream}: "
+        + kept(options.upstream_retention_days, "JIUZHU_UPSTREAM_RETENTION_DAYS")
+        if nats
+        else f"upstream messages on {settings.broker_url}: until the intake consumed them "
+        "(RabbitMQ) or the broker trims them (Redis, Kafka: the broker's own retention)"
+    )
+    dead = (
+        f"dead letters on {options.upstream_deadletter} and {options.events_deadletter}: "
+        + kept(options.deadletter_retention_days, "JIUZHU_DEADLETTER_RETENTION_DAYS")
+        if nats
+        else f"dead letters on {options.upstream_deadletter}: until someone deletes them"
+    )
+    return [
+        upstream,
+        dead,
+        "exports already written (jiuzhu audit export) and copies handed out",
+        "database backups, dumps and WAL archives taken before now: until they are rotated",
+        "the upstream systems' own records",
+    ]
 
 
 def vacuum_data_keys(casework: AuditedCaseWork) -> None:

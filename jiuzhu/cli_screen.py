@@ -21,6 +21,7 @@ from jiuzhu.runtime import endpoints, open_casework
 from projections.regions import today_in_china
 from screening.engine import PopulationError
 from screening.generate import generate
+from screening.handover import BrokerError
 from screening.load import FileReport
 from screening.policy import PolicyError, load_policy
 from screening.rules import RuleError, load_rules
@@ -210,8 +211,14 @@ def run_command(
             bar.update(task, completed=done, total=total, rate=f"{done / seconds:,.0f} hits/s")
 
         def roll(out: Path) -> Path:
-            with psycopg.connect(ends.database_url) as conn:
-                return roll_population(conn, settings.db_schema, out)
+            try:
+                with psycopg.connect(ends.database_url) as conn:
+                    return roll_population(conn, settings.db_schema, out)
+            except psycopg.errors.UndefinedTable:
+                raise fail(
+                    f"no programme roll in schema {settings.db_schema!r}: run the projector "
+                    "(jiuzhu serve projector) or `jiuzhu rebuild programme_roll` first"
+                ) from None
 
         try:
             run = run_batch(
@@ -220,7 +227,7 @@ def run_command(
                 broker_url=ends.broker_url if via == "broker" else None,
                 chunk=chunk, on_file=on_file, progress=progress,
             )  # fmt: skip
-        except (PopulationError, RuleError) as error:
+        except (PopulationError, RuleError, BrokerError) as error:
             raise fail(str(error)) from None
     summary = run.summary()
     if as_json:

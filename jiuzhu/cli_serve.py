@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
+from jiuzhu.bootstrap import MissingKeysError, check_keys
 from jiuzhu.cli_common import fail, load_settings
 from jiuzhu.logging import configure_logging
 from jiuzhu.runtime import endpoints
 from jiuzhu.serve import COMPONENTS, ServeSettings, serve
 
-__all__ = ["Component", "serve_command"]
+__all__ = ["Component", "serve_command", "with_health_host"]
 
 
 class Component(StrEnum):
@@ -38,10 +39,15 @@ def serve_command(
         options = ServeSettings()
     except ValueError as error:
         raise fail(f"bad settings: {error}") from None
+    try:  # before any server starts: a database of record needs keys kept elsewhere
+        check_keys(settings, embedded=settings.database_url is None)
+    except MissingKeysError as error:
+        raise fail(str(error)) from None
     components = set(COMPONENTS) if component is Component.ALL else {component.value}
     configure_logging(settings.log_json)
     with endpoints(settings, broker=True) as ends:
         assert ends.broker_url is not None  # endpoints(broker=True) always gives one
+        options = with_health_host(options, embedded=ends.embedded)
         status = asyncio.run(
             serve(
                 components,
@@ -52,6 +58,14 @@ def serve_command(
             )
         )
     raise typer.Exit(status)
+
+
+def with_health_host(options: ServeSettings, *, embedded: bool) -> ServeSettings:
+    """/health on loopback when everything is embedded (a laptop), else on every interface
+    (a container's probe comes from outside it), unless JIUZHU_HEALTH_HOST says."""
+    if options.health_host:
+        return options
+    return options.model_copy(update={"health_host": "127.0.0.1" if embedded else "0.0.0.0"})
 
 
 if __name__ == "__main__":  # `python -m jiuzhu.cli_serve relay`

@@ -110,7 +110,17 @@ def summary(event: object) -> str:
             return f"left {e.programme} on {e.ended_on.isoformat()}"
         case Case.Closed():
             return "case closed"
+        case Case.Escalated():
+            return (
+                f"{e.kind.replace('_', ' ')} (due {_due(e.due_at)}): escalated to {e.escalated_to}"
+            )
+        case Case.DeadlinePassed():
+            return f"{e.kind.replace('_', ' ')} (due {_due(e.due_at)})"
     return event_type(event)
+
+
+def _due(moment: datetime) -> str:
+    return moment.astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M")
 
 
 def event_row(event: Case.Event) -> dict[str, Any]:

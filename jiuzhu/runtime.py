@@ -42,7 +42,13 @@ def endpoints(settings: Settings, *, broker: bool = False) -> Iterator[Endpoints
 @contextmanager
 def open_casework(settings: Settings, database_url: str) -> Iterator[CaseWork]:
     """The CaseWork application on a database, closed on exit."""
-    app = casework(database_url, schema=settings.db_schema, pool_size=settings.pool_size)
+    app = casework(
+        database_url,
+        schema=settings.db_schema,
+        pool_size=settings.pool_size,
+        settings=settings,
+        embedded=settings.database_url is None,
+    )
     try:
         yield app
     finally:

@@ -97,3 +97,8 @@ class Settings(BaseSettings):
         description="Sign a checkpoint at most every N seconds while events arrive, and the "
         "relay's courier signs the last events when they stop (0: by count only)",
     )
+    allow_generated_keys: bool = Field(
+        default=False,
+        description="Let keys be generated in the data directory although JIUZHU_DATABASE_URL "
+        "is set (tests and demos only: the embedded database always may)",
+    )

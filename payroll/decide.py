@@ -61,9 +61,10 @@ def differences(
     prepared = {(i.case_id, i.period): i.amount_fen for i in cycle.instructions.values()}
     now = {
         (str(case_id), period): fen
-        for case_id, _household, period, fen, _kind in owed_in(
-            ledger, cycle.month, cycle.programme, cycle.region, except_cycle=cycle.id
+        for _roll, owed in owed_in(
+            ledger, cycle.month, [cycle.programme], [cycle.region], except_cycle=cycle.id
         )
+        for case_id, _household, period, fen, _kind in owed
     }
     found = []
     for key in sorted(prepared.keys() | now.keys()):

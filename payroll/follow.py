@@ -28,21 +28,31 @@ def authorise(by: Provenance, command: str) -> None:
 
 
 def catch_up(app: Application[UUID], ledger: PayrollLedger, *, batch_size: int = 10_000) -> int:
-    """Apply the log's events after the ledger's position; the position reached.
+    """Fold the log's events after the ledger's position; the notification id read up to.
 
-    The projector may feed the same ledger meanwhile: its tracking record then wins
-    (the insert of ours conflicts, nothing of ours commits) and we read on from there.
+    The returned position (also kept as `ledger.scanned`) is the log's head when called:
+    every event up to it that the payroll needs is in the ledger. (The tracking record
+    stops at the last event the ledger handles, which may be earlier.) The projector may
+    feed the same ledger meanwhile: its tracking record then wins (our insert conflicts,
+    nothing of ours commits) and we read on from its position.
     """
     reader = LogReader(app, [PayrollLedger])
-    while True:
-        position = ledger.position(app.name)
+    head = app.recorder.max_notification_id() or 0
+    position = ledger.position(app.name)
+    while position < head:
+        # One batch read in its own short transaction, then applied: no reading
+        # transaction stays open (and idle) while the ledger writes.
+        stop = min(head, position + batch_size)
+        batch = [pair for rows, _ in reader.batches(after=position, stop=stop) for pair in rows]
         try:
-            for batch, _spanned in reader.batches(after=position, batch_size=batch_size):
-                if batch:
-                    ledger.apply(batch, application_name=app.name)
+            if batch:
+                ledger.apply(batch, application_name=app.name)
         except (IntegrityError, UniqueViolation):
+            position = ledger.position(app.name)  # the projector was first: from there on
             continue
-        return ledger.position(app.name)
+        position = stop
+    ledger.scanned = max(position, head)
+    return ledger.scanned
 
 
 @contextmanager

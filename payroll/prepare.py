@@ -8,7 +8,7 @@ at once would both list the same unpaid month as arrears.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -42,15 +42,27 @@ def cycle_exists(app: Application[UUID], cycle_id: UUID) -> bool:
 
 
 def owed_in(
-    ledger: PayrollLedger, month: str, programme: str, region: str, *, except_cycle: UUID | None
-) -> Iterable[tuple[UUID, str, str, int, str]]:
-    """(case, household, period, fen, kind) owed in a month's roll, in case order."""
-    with ledger.datastore.transaction(commit=False) as curs:
-        for case_id, household, facts, in_flight in ledger.histories(
-            curs, programme, region, except_cycle=except_cycle
-        ):
-            for owed in entitlements(decode_facts(facts), month, in_flight):
-                yield case_id, household, owed.period, owed.amount_fen, owed.kind
+    ledger: PayrollLedger,
+    month: str,
+    programmes: Sequence[str] | None = None,
+    regions: Sequence[str] | None = None,
+    *,
+    except_cycle: UUID | None = None,
+) -> Iterator[tuple[tuple[str, str], list[tuple[UUID, str, str, int, str]]]]:
+    """Per (programme, county): (case, household, period, fen, kind) owed, in case order."""
+    roll: tuple[str, str] | None = None
+    owed: list[tuple[UUID, str, str, int, str]] = []
+    for programme, region, case_id, household, facts, in_flight in ledger.histories(
+        programmes, regions, except_cycle=except_cycle
+    ):
+        if (programme, region) != roll:
+            if roll is not None:
+                yield roll, owed
+            roll, owed = (programme, region), []
+        for item in entitlements(decode_facts(facts), month, in_flight or ()):
+            owed.append((case_id, household, item.period, item.amount_fen, item.kind))
+    if roll is not None:
+        yield roll, owed
 
 
 def prepare_month(
@@ -67,47 +79,39 @@ def prepare_month(
     results = []
     with payroll_lock(app, "prepare"):
         position = catch_up(app, ledger)
-        with ledger.datastore.transaction(commit=False) as curs:
-            rolls = ledger.rolls(curs)
-        for programme, region in rolls:
-            if (programmes and programme not in programmes) or (regions and region not in regions):
-                continue
-            result = _prepare_one(app, ledger, month, programme, region, position, by)
-            if result is not None:
-                results.append(result)
+        chosen = (sorted(programmes) if programmes else None, sorted(regions) if regions else None)
+        for (programme, region), owed in owed_in(ledger, month, *chosen):
+            cycle_id = PayrollCycle.id_for(month, programme, region)
+            if cycle_exists(app, cycle_id):
+                results.append(_found(app, cycle_id))
+            elif owed:
+                results.append(_prepare_one(app, month, programme, region, position, owed, by))
     return results
 
 
 def _prepare_one(
     app: Application[UUID],
-    ledger: PayrollLedger,
     month: str,
     programme: str,
     region: str,
     position: int,
+    owed: list[tuple[UUID, str, str, int, str]],
     by: Provenance,
-) -> PreparedCycle | None:
-    cycle_id = PayrollCycle.id_for(month, programme, region)
-    if cycle_exists(app, cycle_id):
-        return _found(app, cycle_id)
+) -> PreparedCycle:
     items = [
         Instruction(
             PayrollCycle.instruction_id(month, programme, region, number),
             str(case_id), household, period, amount_fen, kind,
         )
-        for number, (case_id, household, period, amount_fen, kind) in enumerate(
-            owed_in(ledger, month, programme, region, except_cycle=None), start=1
-        )
+        for number, (case_id, household, period, amount_fen, kind) in enumerate(owed, start=1)
     ]  # fmt: skip
-    if not items:
-        return None
     cycle = PayrollCycle.prepare(
         month=month, programme=programme, region=region, as_of=position, entitlements=items, by=by
     )
     try:
         app.save(cycle)
     except IntegrityError:  # prepared by another run meanwhile (the lock is per database)
-        return _found(app, cycle_id)
+        return _found(app, cycle.id)
     return PreparedCycle(cycle.id, cycle.key, *cycle.totals, cycle.by_kind, existed=False)
 
 

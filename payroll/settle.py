@@ -35,7 +35,7 @@ from payroll.decide import load_cycle
 from payroll.follow import authorise, catch_up, payroll_lock
 from projections.payroll_ledger import PayrollLedger
 
-__all__ = ["SettleReport", "settle_file", "settle_lines"]
+__all__ = ["SettleReport", "settle_file"]
 
 _CHUNK = 5000
 # Case events made here, not by a loaded Case (mypy sees the library's generic __init__).
@@ -99,24 +99,6 @@ def settle_file(
     return report
 
 
-def settle_lines(
-    app: Application[UUID],
-    ledger: PayrollLedger,
-    cycle_ref: str | UUID,
-    settlements: list[Settlement],
-    *,
-    by: Provenance,
-) -> SettleReport:
-    """Settle a few settlements of one cycle (tests, a message's worth)."""
-    authorise(by, "settle_payroll")
-    cycle_id = load_cycle(app, cycle_ref).id
-    report = SettleReport()
-    with payroll_lock(app, "settle"):
-        catch_up(app, ledger)
-        _settle_cycle(app, ledger, cycle_id, iter(settlements), by, _CHUNK, report)
-    return report
-
-
 # -- reading the file -------------------------------------------------------------------
 
 
@@ -172,9 +154,12 @@ def _grouped(
         "ORDER BY i.cycle_id NULLS LAST, s.line"
     ).format(Identifier(_STAGING), Identifier(ledger.datastore.schema))
     unknown: dict[UUID, list[Settlement]] = defaultdict(list)
-    with conn.transaction(), conn.cursor(name="payroll_lines", row_factory=tuple_row) as rows:
+    # WITH HOLD: the result is kept past its transaction, which ends at once (no session
+    # stays idle in a transaction while the lines are settled on other connections).
+    with conn.cursor(name="payroll_lines", row_factory=tuple_row, withhold=True) as rows:
         rows.itersize = 10_000
-        rows.execute(statement)
+        with conn.transaction():
+            rows.execute(statement)
         pending: tuple[Any, ...] | None = next(rows, None)
         while pending is not None and pending[0] is not None:
             cycle_id = pending[0]
@@ -272,16 +257,16 @@ def _settle_chunk(
     by: Provenance,
     report: SettleReport,
 ) -> None:
-    keys = {
-        (UUID(item.case_id), cycle.programme)
+    case_ids = {
+        item.case_id: UUID(item.case_id)
         for line in chunk
         if (item := cycle.instructions.get(line.instruction_id)) is not None
     }
-    facts, versions = _case_state(app, ledger, keys)
+    facts, versions = _case_state(app, ledger, {(c, cycle.programme) for c in case_ids.values()})
     paid_now: dict[tuple[UUID, str], list[EnrolmentFact]] = {}
 
     def case_refusal(item: Instruction) -> str | None:
-        key = (UUID(item.case_id), cycle.programme)
+        key = (case_ids[item.case_id], cycle.programme)
         history = facts.get(key, []) + paid_now.get(key, [])
         why = refusal(history, item.period)
         if why is None:
@@ -293,7 +278,7 @@ def _settle_chunk(
     now = datetime_now_with_tzinfo()
     case_events: list[Case.Event] = []
     for item, payment_ref in outcome.paid:
-        case_id = UUID(item.case_id)
+        case_id = case_ids[item.case_id]
         versions[case_id] += 1
         case_events.append(
             _PAID(
@@ -303,7 +288,7 @@ def _settle_chunk(
             )
         )  # fmt: skip
     for item, payment_ref, why in outcome.failed:
-        case_id = UUID(item.case_id)
+        case_id = case_ids[item.case_id]
         if refusal(facts.get((case_id, cycle.programme), []), item.period) is not None:
             continue  # the case could not record it (closed meanwhile): the cycle has it
         versions[case_id] += 1
@@ -340,7 +325,7 @@ def _case_state(
         "FROM {}.{} WHERE originator_id = ANY(%s) GROUP BY 1"
     ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
     for _ in range(3):
-        position = ledger.position(app.name)
+        position = ledger.scanned
         with ledger.datastore.transaction(commit=False) as curs:
             facts = ledger.facts_of(curs, wanted)
             curs.execute(statement, (position, case_ids))

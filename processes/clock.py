@@ -17,6 +17,7 @@ version is taken), after which the clock reads the log again and decides afresh.
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
@@ -30,6 +31,8 @@ import structlog
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
+from pydantic import AwareDatetime, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.application import CaseWork
 from domain.deadlines import DeadlineKind, Due
@@ -37,11 +40,40 @@ from projections.base import read_model_datastore
 from projections.deadlines import Deadlines, deadline_ddl, deadline_table
 from projections.log_reader import LogReader
 
-__all__ = ["Clock", "ClockDeadlines", "ClockStats", "ControlledClock", "start_clock"]
+__all__ = [
+    "Clock",
+    "ClockDeadlines",
+    "ClockSettings",
+    "ClockStats",
+    "ControlledClock",
+    "start_clock",
+]
 
 log = structlog.get_logger("jiuzhu.clock")
 
 Now = Callable[[], datetime]
+
+
+class ClockSettings(BaseSettings):
+    """Settings of `jiuzhu serve clock` (JIUZHU_* variables, beside Settings)."""
+
+    model_config = SettingsConfigDict(env_prefix="JIUZHU_", extra="ignore")
+
+    clock_every: float = Field(default=5.0, gt=0, le=3600, description="Seconds between rounds")
+    clock_fire_batch: int = Field(
+        default=1000, ge=1, le=20000, description="Deadlines recorded per save"
+    )
+    clock_start: AwareDatetime | None = Field(
+        default=None,
+        description="Demos and tests: the clock starts at this moment and runs at real speed",
+    )
+
+    def now(self) -> Now:
+        """The wall clock, or one shifted to start at clock_start."""
+        if self.clock_start is None:
+            return wall_clock
+        offset = self.clock_start - datetime.now(UTC)
+        return lambda: datetime.now(UTC) + offset
 
 
 class ClockDeadlines(Deadlines):
@@ -87,6 +119,8 @@ class ClockStats:
     rounds: int = 0
     conflicts: int = 0
     deferred: int = 0
+    failures: int = 0
+    saving_seconds: float = 0.0  # inside CaseWork.record_deadlines (the audited save)
     last_round_at: datetime | None = None
     by_kind: dict[str, int] = field(default_factory=dict)
 
@@ -131,20 +165,30 @@ class Clock:
     def catch_up(self) -> int:
         """Fold the log from the tracked position up to its head; how many events read."""
         read = 0
-        position = self.model.position(self.app.name)
-        for batch, _ in self.reader.batches(after=position, batch_size=self.log_batch):
-            self.model.apply(batch, application_name=self.app.name)
-            read += len(batch)
+        after = self.model.position(self.app.name)
+        head = self.app.recorder.max_notification_id() or 0
+        while after < head:
+            # One range of the log at a time, read whole before it is applied: a scan kept
+            # open across slow applies outlives the pool's idle-in-transaction timeout.
+            stop = after + self.log_batch
+            ranges = self.reader.batches(after=after, stop=stop, batch_size=self.log_batch)
+            for batch, _ in list(ranges):
+                self.model.apply(batch, application_name=self.app.name)
+                read += len(batch)
+            after = stop
         self.stats.position = self.model.position(self.app.name)
         return read
 
     # -- firing -------------------------------------------------------------------------
 
-    def tick(self) -> int:
-        """One round: read the log, record every deadline due by now; how many recorded."""
+    def tick(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """One round: read the log, record every deadline due by now; how many recorded.
+
+        `stop` is asked between pages (SIGTERM ends a long round after the page in hand).
+        """
         self.catch_up()
         recorded, limit = 0, self.fire_batch
-        while True:
+        while not stop():
             done = self.fire_due(limit)
             if done < 0:  # a case moved under us: read the log, go on in smaller pages
                 self.catch_up()
@@ -162,7 +206,7 @@ class Clock:
         """Record up to `limit` due deadlines in one save: how many, or -1 on a conflict."""
         datastore = self.model.datastore
         with datastore.transaction(commit=False) as curs:
-            curs.execute(self._due, (self.now(), limit))
+            curs.execute(self._due, (self.now(), limit), binary=True)
             due = [
                 Due(r["case_id"], r["deadline"], DeadlineKind(r["kind"]), r["due_at"], r["region"])
                 for r in curs.fetchall()
@@ -183,12 +227,23 @@ class Clock:
             passing.append((deadline, version))
         if not passing:
             return 0
+        started = time.perf_counter()
         try:
-            self.app.record_deadlines(passing)
+            recordings = self.app.record_deadlines(passing)
         except IntegrityError:
             self.stats.conflicts += 1
             log.info("a case moved while deadlines were recorded; reading the log again")
             return -1
+        self.stats.saving_seconds += time.perf_counter() - started
+        ids = [r.notification.id for r in recordings]
+        if ids[0] == position + 1 and ids[-1] - ids[0] == len(ids) - 1:
+            # Nothing else was written since our position: fold the events just saved as
+            # they are, instead of reading them back from the log (same rows, same tracking).
+            self.model.apply(
+                [(r.domain_event, r.notification.id) for r in recordings],
+                application_name=self.app.name,
+            )
+            self.stats.position = ids[-1]
         self.stats.recorded += len(passing)
         for deadline, _ in passing:
             kind = deadline.kind.value
@@ -199,7 +254,7 @@ class Clock:
         """Each case's last version and last notification id in the store."""
         recorder: Any = self.app.recorder
         with recorder.datastore.transaction(commit=False) as curs:
-            curs.execute(self._heads, (list(case_ids),))
+            curs.execute(self._heads, (list(case_ids),), binary=True)
             return {r["originator_id"]: (r["version"], r["last"]) for r in curs.fetchall()}
 
     # -- running ------------------------------------------------------------------------
@@ -207,7 +262,14 @@ class Clock:
     async def run(self, stopping: asyncio.Event, *, every: float = 5.0) -> None:
         """Tick until stopping is set (off the event loop: the library is synchronous)."""
         while not stopping.is_set():
-            recorded = await asyncio.to_thread(self.tick)
+            try:
+                recorded = await asyncio.to_thread(self.tick, stopping.is_set)
+            except Exception as error:  # the database away for a while: try again later
+                # Nothing is lost: the rows and the tracking are in PostgreSQL. /health turns
+                # unhealthy once no round has succeeded for a while.
+                self.stats.failures += 1
+                log.warning("clock round failed; retrying", error=repr(error))
+                recorded = 0
             if recorded:
                 log.info("deadlines recorded", recorded=recorded, position=self.stats.position)
             with suppress(TimeoutError):
@@ -241,15 +303,17 @@ class Lease:
 
 
 async def start_clock(
-    service: Any, app: CaseWork, *, every: float = 5.0, now: Now = wall_clock
+    service: Any, app: CaseWork, *, options: ClockSettings | None = None
 ) -> asyncio.Task[Any]:
     """`jiuzhu serve clock`: the clock of a jiuzhu.serve.Service, behind its lease."""
     stack: AsyncExitStack = service._stack
     database_url, schema = service.database_url, service.settings.db_schema
     health, stopping = service.health, service.stopping
+    options = options if options is not None else ClockSettings()
+    now, every = options.now(), options.clock_every
     datastore = read_model_datastore(database_url, schema=schema, pool_size=2)
     stack.callback(datastore.close)
-    clock = Clock(app, datastore, now=now)
+    clock = Clock(app, datastore, now=now, fire_batch=options.clock_fire_batch)
     lease = Lease(database_url, schema)
     stack.push_async_callback(lease.release)
     state = {"active": False}
@@ -273,5 +337,6 @@ async def start_clock(
         "position": clock.stats.position,
         "recorded": clock.stats.recorded,
         "conflicts": clock.stats.conflicts,
+        "failures": clock.stats.failures,
     }
     return asyncio.create_task(run())

@@ -10,9 +10,10 @@ stacked_relief: this table keeps only what no other read model keeps. No persona
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from domain.case import Case
+from domain.values import ONE_OFF
 from projections.folding import Batch, FoldingReadModel, Row, Table, folds
 
 __all__ = ["WORKLIST", "Worklist"]
@@ -45,6 +46,7 @@ WORKLIST = Table(
             Case.ObjectionRaised,
             Case.Enrolled,
             Case.Exited,
+            Case.Paid,  # one-off payments only (Worklist.keeps)
             Case.EmergencyReliefGranted,
             Case.EmergencyReliefRegularised,
             Case.Closed,
@@ -137,6 +139,17 @@ class Worklist(FoldingReadModel):
 
     @folds(Case.Exited)
     def _exited(self, event: Case.Exited, batch: Batch) -> None:
+        if (row := self._row(event, batch)) is not None:
+            row["enrolled"] = [p for p in row["enrolled"] if p != event.programme]
+
+    filtered: ClassVar = frozenset({Case.Paid})
+
+    def keeps(self, event: Any) -> bool:
+        # A one-off grant's enrolment ends with its one payment (domain rule since round 2).
+        return bool(event.period == ONE_OFF)
+
+    @folds(Case.Paid)
+    def _paid_once(self, event: Case.Paid, batch: Batch) -> None:
         if (row := self._row(event, batch)) is not None:
             row["enrolled"] = [p for p in row["enrolled"] if p != event.programme]
 

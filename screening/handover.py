@@ -29,10 +29,14 @@ from projections.regions import CHINA_TIME
 from screening.policy import ScreeningPolicy
 from screening.rules import Rule
 
-__all__ = ["HandOver", "hand_over", "hit_events", "publish_hits"]
+__all__ = ["BrokerError", "HandOver", "hand_over", "hit_events", "publish_hits"]
 
 Progress = Callable[[int, int], None]  # (hits handed so far, hits in all)
 RETRIES = 5
+
+
+class BrokerError(RuntimeError):
+    """The hits could not be published; the message says where and why."""
 
 
 class HandOver(Counter[str]):
@@ -65,7 +69,7 @@ def hit_events(
             "id": hit_id(batch, rule, household_id),
             "source": HIT_SOURCE,
             "type": "screening.hit",
-            "time": moment,
+            "time": moment.isoformat(),
             "subject": household_id,
             "correlationid": batch,
             "data": {
@@ -77,7 +81,7 @@ def hit_events(
                 "legal_basis": basis[rule][:500],
                 "indicators": _measured(indicators),
                 "household_size": min(max(int(size), 1), 30),
-                "verify_by": verify_by,
+                "verify_by": verify_by.isoformat(),
                 "assignee": policy.assignee_for(region),
             },
         }
@@ -142,24 +146,29 @@ async def _publish(
     progress: Progress | None,
 ) -> HandOver:
     import nats
+    import nats.errors
+    import nats.js.errors
 
     result = HandOver()
-    client = await nats.connect(broker_url)
+    try:
+        client = await nats.connect(
+            broker_url, max_reconnect_attempts=2, connect_timeout=5, error_cb=_quiet
+        )
+    except (OSError, nats.errors.Error) as error:
+        raise BrokerError(f"cannot reach the broker {broker_url}: {error}") from None
     try:
         stream = client.jetstream()
         subject = f"{prefix}.screening.hit"
         for start in range(0, len(events), window):
             part = events[start : start + window]
-            acks = await asyncio.gather(
-                *(
-                    stream.publish(
-                        subject,
-                        event.model_dump_json(exclude_none=True).encode(),
-                        headers={"Nats-Msg-Id": event.message_key},
-                    )
-                    for event in part
-                )
-            )
+            try:
+                acks = await _published(stream, subject, part)
+            except nats.js.errors.NoStreamResponseError:
+                raise BrokerError(
+                    f"no JetStream stream takes {subject} on {broker_url}: start the intake "
+                    "(jiuzhu serve intake) on this broker first; the hits not yet published "
+                    "are published when the batch runs again"
+                ) from None
             for ack in acks:
                 result["duplicate" if ack.duplicate else "published"] += 1
             if progress is not None:
@@ -167,3 +176,22 @@ async def _publish(
     finally:
         await client.drain()
     return result
+
+
+async def _quiet(error: Exception) -> None:
+    """nats-py prints each failed attempt with its traceback; the one-line error says it."""
+
+
+async def _published(stream: Any, subject: str, events: Sequence[ScreeningHitEvent]) -> list[Any]:
+    return list(
+        await asyncio.gather(
+            *(
+                stream.publish(
+                    subject,
+                    event.model_dump_json(exclude_none=True).encode(),
+                    headers={"Nats-Msg-Id": event.message_key},
+                )
+                for event in events
+            )
+        )
+    )

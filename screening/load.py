@@ -75,9 +75,21 @@ def find_file(directory: Path, source: Source) -> Path | None:
     return None
 
 
+def _expose(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+    """The source's accepted rows under its own name: a view, not another copy."""
+    columns = ", ".join(source.column_names)
+    con.execute(
+        f"CREATE OR REPLACE VIEW {source.name} AS "
+        f"SELECT {columns} FROM checked_{source.name} WHERE problem IS NULL"
+    )
+
+
 def _empty(con: duckdb.DuckDBPyConnection, source: Source) -> None:
     columns = ", ".join(f"{name} {kind}" for name, kind in source.columns)
-    con.execute(f"CREATE OR REPLACE TABLE {source.name} ({columns})")
+    con.execute(
+        f"CREATE OR REPLACE TABLE checked_{source.name} (line BIGINT, {columns}, problem VARCHAR)"
+    )
+    _expose(con, source)
 
 
 def _quote(path: Path) -> str:
@@ -85,34 +97,43 @@ def _quote(path: Path) -> str:
 
 
 def load_source(con: duckdb.DuckDBPyConnection, directory: Path, source: Source) -> FileReport:
-    """Load one source into table `source.name` (empty if refused); its report."""
+    """Load one source (view `source.name` of its accepted rows; empty if refused)."""
     path = find_file(directory, source)
     report = FileReport(source=source.name, path=str(path) if path else None)
     if path is None:
         _empty(con, source)
         report.error = f"no {source.name}.parquet or {source.name}.csv in {directory}"
         return report
-    reader = (
-        f"read_parquet({_quote(path)})"
-        if path.suffix == ".parquet"
-        else f"read_csv({_quote(path)}, header = true, all_varchar = true)"
-    )
+    # Line numbers: Parquet rows by their ordinal in the file; a CSV file is read into a
+    # table first (its rowid is then the row's ordinal) and its header is line 1.
+    if path.suffix == ".parquet":
+        rows, line = f"read_parquet({_quote(path)}, file_row_number = true)", "file_row_number + 1"
+        describe = f"DESCRIBE SELECT * FROM read_parquet({_quote(path)})"
+    else:
+        rows, line = f"raw_{source.name}", "rowid + 2"
+        describe = f"DESCRIBE {rows}"
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE raw_rows AS SELECT * FROM {reader}")
+        if path.suffix != ".parquet":
+            con.execute(
+                f"CREATE OR REPLACE TABLE {rows} AS SELECT * FROM "
+                f"read_csv({_quote(path)}, header = true, all_varchar = true)"
+            )
+        present = {row[0] for row in con.execute(describe).fetchall()}
     except duckdb.Error as error:
         _empty(con, source)
         report.error = f"unreadable: {str(error).splitlines()[0]}"
         return report
-    present = {row[0] for row in con.execute("DESCRIBE raw_rows").fetchall()}
     missing = [name for name in source.column_names if name not in present]
     if missing:
         _empty(con, source)
         report.error = f"missing column(s) {', '.join(missing)}"
-        con.execute("DROP TABLE raw_rows")
+        con.execute(f"DROP TABLE IF EXISTS raw_{source.name}")
         return report
     casts = ", ".join(f"TRY_CAST({name} AS {kind}) AS {name}" for name, kind in source.columns)
     missing_value = " OR ".join(f"{name} IS NULL" for name in source.column_names)
-    wrong_type = " OR ".join(f"TRY_CAST({name} AS {kind}) IS NULL" for name, kind in source.columns)
+    wrong_type = " OR ".join(
+        f"TRY_CAST({name} AS {kind}) IS NULL" for name, kind in source.columns if kind != "VARCHAR"
+    )
     region = source.region_column
     bad_region = (
         f"WHEN CAST({region} AS VARCHAR) NOT IN (SELECT code FROM shaanxi_counties) "
@@ -120,51 +141,67 @@ def load_source(con: duckdb.DuckDBPyConnection, directory: Path, source: Source)
         if region
         else ""
     )
-    key = ", ".join(source.key)
-    # Line numbers: the table keeps the file's order, so rowid is the row's ordinal; in a
-    # CSV file the header is line 1.
-    first_line = 2 if path.suffix == ".csv" else 1
+    checked = f"checked_{source.name}"
+    # The checks are a view: each reader of the source reads the file (Parquet: columnar,
+    # fast) with them; only duplicates, found once, are kept in a table.
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE checked AS
-        SELECT rowid + {first_line} AS line, {casts},
+        CREATE OR REPLACE VIEW {checked}_rows AS
+        SELECT {line} AS line, {casts},
                CASE WHEN {missing_value} THEN 'missing_value'
-                    WHEN {wrong_type} THEN 'wrong_type'
+                    {f"WHEN {wrong_type} THEN 'wrong_type'" if wrong_type else ""}
                     {bad_region}ELSE NULL END AS problem
-        FROM raw_rows
+        FROM {rows}
         """
     )
-    con.execute("DROP TABLE raw_rows")
-    # Duplicates: keys seen more than once (a hash aggregate, cheap when there are none);
-    # of each, the first row by line is kept.
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE repeated AS SELECT {key} FROM checked "
-        f"WHERE problem IS NULL GROUP BY {key} HAVING count(*) > 1"
-    )
+    # Duplicates: rows whose key was seen before (the first row by line is kept). Keys
+    # are grouped by their hash (one pass); only if a hash was seen twice are those rows
+    # read again and compared exactly.
+    key = ", ".join(source.key)
+    repeated = con.execute(
+        f"SELECT list(h) FROM (SELECT hash({key}) AS h FROM {checked}_rows "
+        "WHERE problem IS NULL GROUP BY 1 HAVING count(*) > 1)"
+    ).fetchone()
+    duplicate = "FALSE"
+    if repeated and repeated[0]:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE {checked}_duplicates AS
+            SELECT line FROM {checked}_rows
+            WHERE problem IS NULL AND list_contains($hashes::UBIGINT[], hash({key}))
+            QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY line) > 1
+            """,
+            {"hashes": repeated[0]},
+        )
+        duplicate = f"line IN (SELECT line FROM {checked}_duplicates)"
     con.execute(
         f"""
-        UPDATE checked SET problem = 'duplicate' WHERE line IN (
-            SELECT line FROM checked JOIN repeated USING ({key}) WHERE problem IS NULL
-            QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY line) > 1)
+        CREATE OR REPLACE VIEW {checked} AS
+        SELECT * EXCLUDE (problem), CASE WHEN problem IS NULL AND {duplicate}
+                   THEN 'duplicate' ELSE problem END AS problem
+        FROM {checked}_rows
         """
     )
-    columns = ", ".join(source.column_names)
-    con.execute(
-        f"CREATE OR REPLACE TABLE {source.name} AS "
-        f"SELECT {columns} FROM checked WHERE problem IS NULL"
-    )
-    counts = con.execute(
-        f"SELECT problem, count(*), list(line ORDER BY line)[1:{_EXAMPLES}] "
-        "FROM checked GROUP BY problem"
-    ).fetchall()
-    con.execute("DROP TABLE checked; DROP TABLE repeated")
-    for verdict, count, lines in counts:
+    for problem, count in con.execute(
+        f"SELECT problem, count(*) FROM {checked} GROUP BY 1"
+    ).fetchall():
         report.rows += int(count)
-        if verdict is None:
+        if problem is None:
             report.accepted = int(count)
         else:
-            report.rejected[str(verdict)] = int(count)
-            report.examples[str(verdict)] = [int(line) for line in lines]
+            report.rejected[str(problem)] = int(count)
+    if report.rejected:
+        examples = con.execute(
+            f"SELECT problem, list(line ORDER BY line)[1:{_EXAMPLES}] FROM {checked} "
+            "WHERE problem IS NOT NULL GROUP BY problem"
+        ).fetchall()
+        report.examples = {str(p): [int(n) for n in lines] for p, lines in examples}
+    if report.rejected:
+        _expose(con, source)
+    else:
+        # Nothing refused: the rules read the file as it is (no checks on every read).
+        plain = ", ".join(f"TRY_CAST({name} AS {kind}) AS {name}" for name, kind in source.columns)
+        con.execute(f"CREATE OR REPLACE VIEW {source.name} AS SELECT {plain} FROM {rows}")
     return report
 
 

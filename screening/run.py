@@ -103,6 +103,7 @@ def run_batch(
     actor: str,
     roll: Callable[[Path], Path] | None = None,
     broker_url: str | None = None,
+    subject_prefix: str = "relief.upstream",
     chunk: int = 200,
     on_file: Callable[[FileReport], None] | None = None,
     progress: Progress | None = None,
@@ -144,7 +145,7 @@ def run_batch(
     if broker_url is None:
         run.handed = hand_over(app, events, chunk=chunk, progress=progress)
     else:
-        run.handed = publish_hits(broker_url, events, progress=progress)
+        run.handed = publish_hits(broker_url, events, prefix=subject_prefix, progress=progress)
     run.seconds["handover"] = time.perf_counter() - started
     return run
 

@@ -103,7 +103,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     schema = f"screens_{uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as data_dir:
-        settings = Settings(data_dir=Path(data_dir))
+        # A scratch schema with throwaway keys: generated ones are fine here.
+        settings = Settings(data_dir=Path(data_dir), allow_generated_keys=True)
         app = casework(DATABASE_URL, schema=schema, settings=settings)
         try:
             report = run_demo(app, 300, seed=2023)
@@ -133,10 +134,13 @@ def main() -> None:
                 shoot(page, "dashboard-county", f"{url}/web/dashboard?region=610523")
                 sign_in(page, url, "chen.jing")
                 page.goto(f"{url}/web/audit")
+                page.click("#checkpoints button")
+                page.locator("#checkpoints td.num").first.wait_for()
                 page.click("#verify button")
-                page.wait_for_url("**/web/audit")
+                page.locator("#verify-result").wait_for(timeout=120_000)
                 shoot(page, "audit", f"{url}/web/audit")
-                shoot(page, "inbox-en", f"{url}/web/inbox?lang=en")
+                sign_in(page, url, "wang.fang")
+                shoot(page, "case-en", f"{url}/web/cases/{ids['approval']}?lang=en", full=False)
             print(f"demo: {report.households} households, {report.events} events")
         finally:
             app.close()

@@ -14,6 +14,10 @@ import pytest
 from domain.application import CaseWork
 from jiuzhu.bootstrap import casework
 
+# Tests run against a database URL with keys generated per test directory: allowed only by
+# this opt-in (the service refuses it). Subprocess tests inherit it through os.environ.
+os.environ.setdefault("JIUZHU_ALLOW_GENERATED_KEYS", "1")
+
 DATABASE_URL = os.environ.get(
     "JIUZHU_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

@@ -15,9 +15,11 @@ from psycopg.sql import SQL
 from domain.application import CaseWork
 from domain.roles import Role
 from jiuzhu.audit.casework import AuditedCaseWork
+from jiuzhu.bootstrap import casework
 from jiuzhu.settings import Settings
 from projections.feed import catch_up
 from tests.api_support import api_client, bearer, settings_in
+from tests.conftest import DATABASE_URL
 from tests.report_stories import province, report_models
 from tests.stories import opened
 
@@ -29,6 +31,16 @@ ID_CARD = "610523198001011234"  # the member of tests.stories.opened
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return settings_in(tmp_path)
+
+
+@pytest.fixture
+def app(pg_schema: str, settings: Settings) -> Iterator[CaseWork]:
+    """CaseWork signing with the key the API trusts (an untrusted signature is a finding)."""
+    application = casework(DATABASE_URL, schema=pg_schema, settings=settings)
+    try:
+        yield application
+    finally:
+        application.close()
 
 
 @pytest.fixture
@@ -129,7 +141,7 @@ def test_auditors_verify_and_export(
     auditor = staff(settings, Role.AUDITOR)
     verified = client.get("/audit/verification", headers=auditor)
     assert verified.status_code == 200, verified.text
-    assert verified.json()["ok"] is True
+    assert verified.json()["ok"] is True, verified.json()
     export = client.post("/audit/exports", json={"case_id": str(case_id)}, headers=auditor)
     assert export.status_code == 200, export.text
     lines = [json.loads(line) for line in export.text.splitlines()]

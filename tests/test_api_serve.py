@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +21,9 @@ from jiuzhu.cli import app as cli
 from jiuzhu.serve import ServeSettings, Service
 from jiuzhu.settings import Settings
 from tests.conftest import DATABASE_URL
+from tests.test_serve import free_port
+
+JIUZHU = str(Path(sys.executable).with_name("jiuzhu"))
 
 pytestmark = pytest.mark.postgres
 
@@ -59,3 +68,58 @@ def test_serve_api_answers_health_until_the_service_stops(
                 await client.get("/health")
 
     asyncio.run(scenario())
+
+
+def demo_env(pg_schema: str, tmp_path: Path, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "JIUZHU_DATABASE_URL": DATABASE_URL,
+        "JIUZHU_DB_SCHEMA": pg_schema,
+        "JIUZHU_DATA_DIR": str(tmp_path),
+        "JIUZHU_API_PORT": str(port),
+    }
+
+
+@pytest.mark.slow
+def test_demo_says_where_the_api_is_and_serve_keeps_it_running(
+    pg_schema: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = demo_env(pg_schema, tmp_path, port)
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [JIUZHU, "demo", "--direct", "--households", "3", "--serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "serving until Ctrl-C" not in log.read_text(errors="replace"):
+            assert process.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)  # a subprocess: no position to wait on but its output
+        text = log.read_text()
+        assert f"workbench: http://127.0.0.1:{port}/web/" in text
+        token = re.search(r"token \(caseworker, 8 h\): (\S+)", text)
+        assert token is not None, text
+        headers = {"Authorization": f"Bearer {token.group(1)}"}
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            try:
+                response = httpx.get(f"{url}/verification-tasks", headers=headers, timeout=10)
+                break
+            except httpx.ConnectError:  # the log line comes just before uvicorn listens
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert response.status_code in (200, 503), response.text  # 503: no read model yet
+        found = httpx.get(
+            f"{url}/households", params={"household_id": "HH-610523-0001"}, headers=headers
+        )
+        assert found.status_code == 200, found.text
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -101,3 +101,33 @@ def test_deadlines_by_kind_over_a_year(app: CaseWork, pg_schema: str) -> None:
         ("DeadlineWarned", "decision_due"),
         ("Escalated", "decision_limit"),
     ]
+
+
+def test_a_failed_round_is_retried_not_fatal(app: CaseWork, pg_schema: str) -> None:
+    import asyncio
+
+    case_id = opened(app)
+    assign(app, case_id, date(2023, 3, 10))
+    now = ControlledClock(moment("2023-03-12"))
+    with clock_on(app, pg_schema, now) as clock:
+        real_tick, calls = clock.tick, []
+
+        def flaky(stop):  # type: ignore[no-untyped-def]
+            calls.append(1)
+            if len(calls) == 1:
+                raise ConnectionError("database away")
+            return real_tick(stop)
+
+        clock.tick = flaky  # type: ignore[method-assign]
+
+        async def run() -> None:
+            stopping = asyncio.Event()
+            task = asyncio.create_task(clock.run(stopping, every=0.01))
+            while clock.stats.recorded == 0:
+                await asyncio.sleep(0.01)
+            stopping.set()
+            await task
+
+        asyncio.run(asyncio.wait_for(run(), 30))
+        assert clock.stats.failures == 1
+    assert len(passed(app, case_id)) == 1

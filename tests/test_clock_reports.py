@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
+from typer.testing import CliRunner
 
 from domain.application import CaseWork
+from jiuzhu.cli import app as cli
 from processes.clock import ControlledClock
 from projections import deadlines, programme_roll, verification_tasks
 from projections.base import read_model_datastore
@@ -58,3 +61,36 @@ def test_reports_show_escalations_and_the_approvers_queue(app: CaseWork, pg_sche
     # The enrolled case was enrolled before the clock came by: only the waiting one passed.
     assert by_kind["notice_ended"]["passed"] == 1
     assert [row["case_id"] for row in queue] == [waiting]
+
+
+def test_jiuzhu_report_deadlines_and_case_history_tell_what_the_clock_did(
+    app: CaseWork, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missed = opened(app)
+    app.assign_verification(
+        {"case_id": missed, "assignee": "anren-team", "due_on": date(2023, 3, 10), "by": by()}
+    )
+    with clock_on(app, pg_schema, ControlledClock(moment("2023-03-12"))) as clock:
+        clock.tick()
+    datastore = read_model_datastore(DATABASE_URL, schema=pg_schema, pool_size=1)
+    try:
+        model = Deadlines(datastore)
+        model.create_table()
+        catch_up(model, app)
+    finally:
+        datastore.close()
+    monkeypatch.setenv("JIUZHU_DATABASE_URL", DATABASE_URL)
+    monkeypatch.setenv("JIUZHU_DB_SCHEMA", pg_schema)
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["report", "deadlines", "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    rows = {r["kind"]: r for r in json.loads(shown.stdout)["rows"]}
+    assert rows["verification_overdue"]["escalated"] == 1
+    history = runner.invoke(
+        cli, ["case", "history", str(missed), "--actor", "a", "--role", "auditor"]
+    )
+    assert "Escalated" in history.stdout
+    assert "clock (system)" in history.stdout
+    assert "verification overdue (due 2023-03-11 00:00): escalated to county 610523" in (
+        history.stdout
+    )

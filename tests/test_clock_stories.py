@@ -50,7 +50,6 @@ def read(schema: str, table: str, where: str, *args: Any) -> list[dict[str, Any]
         datastore.close()
 
 
-@pytest.mark.slow
 def test_deadline_stories_on_the_real_servers(app: CaseWork, pg_schema: str) -> None:
     missed_visit = opened(app)
     app.assign_verification(

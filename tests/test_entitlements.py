@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 from datetime import date
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from domain.entitlements import (
@@ -163,6 +163,15 @@ def histories(draw: st.DrawFn) -> list[EnrolmentFact]:
 
 @settings(max_examples=300, deadline=None)
 @given(histories(), months, st.sets(months, max_size=3))
+@example(  # found by this test: equal enrolment facts, the latest one counts
+    history=[
+        EnrolmentStarted(date(2022, 1, 1), 1, monthly=False),
+        EnrolmentEnded(date(2022, 1, 1)),
+        EnrolmentStarted(date(2022, 1, 1), 1, monthly=False),
+    ],
+    month="2022-01",
+    in_flight=set(),
+)
 def test_entitlements_equal_a_month_by_month_fold(
     history: list[EnrolmentFact], month: str, in_flight: set[str]
 ) -> None:

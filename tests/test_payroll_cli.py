@@ -29,6 +29,8 @@ def runner(pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 def run(runner: CliRunner, actor: str, role: str, *args: str) -> tuple[int, str]:
     result = runner.invoke(cli, ["payroll", *args, "--actor", actor, "--role", role])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
     return result.exit_code, result.output
 
 
@@ -78,5 +80,32 @@ def test_prepare_approve_export_settle_from_the_command_line(
     assert (settled["paid"], settled["paid_fen"], settled["findings"]) == (
         3, 205000, {"unknown_instruction": 1},
     )  # fmt: skip
+    code, out = run(runner, "auditor-7", "auditor", "show", name)
+    assert code == 0, out
+    reconciled = json.loads(out)
+    assert (reconciled["paid"], reconciled["outstanding"]) == (3, 0)
+    assert [(f["kind"], f["amount_fen"]) for f in reconciled["findings"]] == [
+        ("unknown_instruction", 100)
+    ]
     code, out = run(runner, "bank", "upstream_system", "settle", name, str(tmp_path / "nope.csv"))
     assert (code, "is not a file" in out) == (1, True)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("instruction_id,outcome,amount_fen,payment_ref,reason\nPI-x,paid,12.5,B,\n")
+    code, out = run(runner, "bank", "upstream_system", "settle", name, str(bad))
+    assert code == 1
+    assert "bad settlement file" in out
+    assert "line 2" in out
+    code, out = run(runner, "clerk-li", "caseworker", "prepare", "--month", "2023-6")
+    assert (code, "--month '2023-6' is not a month like 2023-06" in out) == (1, True)
+    code, out = run(
+        runner, "clerk-li", "caseworker", "prepare", "--month", "2023-07", "--region", "6105"
+    )
+    assert (code, "is not a 6-digit administrative code" in out) == (1, True)
+    rebuilt = runner.invoke(cli, ["rebuild", "payroll_cycles", "payments_ledger"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    shown = runner.invoke(cli, ["report", "payroll", "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    [row] = json.loads(shown.stdout)["rows"]
+    assert (row["paid"], row["paid_fen"], row["outstanding"], row["findings"]) == (3, 205000, 0, 1)
+    ledger = json.loads(runner.invoke(cli, ["report", "payments", "--format", "json"]).stdout)
+    assert sum(r["amount_fen"] for r in ledger["rows"]) == row["paid_fen"]

@@ -14,8 +14,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from domain.application import CaseWork
 from domain.errors import PermissionDeniedError
 from domain.payroll import MakerCheckerError, PayrollCycle
-from jiuzhu.audit.signing import Signer
+from jiuzhu.audit.casework import AuditedCaseWork
+from jiuzhu.audit.signing import Signer, signer_from_settings
 from jiuzhu.audit.verify import verify_log
+from jiuzhu.settings import Settings
+from payroll import settle as settle_module
 from payroll.decide import approve, load_cycle
 from payroll.export import export_cycle
 from payroll.prepare import prepare_month
@@ -33,6 +36,7 @@ from tests.conftest import DATABASE_URL
 from tests.payroll_stories import by, enrolled, ledger, staff
 
 __all__ = ["ledger"]
+pytestmark = pytest.mark.postgres
 
 
 def owed(app: CaseWork, month: str, case_id: object) -> dict[str, int]:
@@ -220,6 +224,106 @@ def test_replay_equals_live_the_report_agrees_with_the_ledger_and_the_audit_hold
         assert sum(r["paid_fen"] for r in rows) == 65000 * 2 + 70000 * 2 + 300000 + 65000
         assert sum(r["failed_fen"] for r in rows) == 65000
         assert sum(r["outstanding"] for r in rows) == 0
-        assert verify_log(app.datastore, app.audit).ok
+        assert isinstance(app, AuditedCaseWork)
+        signer = signer_from_settings(Settings())  # the key the app's checkpoints are signed with
+        report = verify_log(
+            app.datastore, app.audit, public_keys={signer.key_id: signer.public_key}
+        )
+        assert report.ok, report.findings
     finally:
         datastore.close()
+
+
+def test_a_prepare_that_dies_half_way_resumes_without_double_entitlements(
+    app: CaseWork, ledger: PayrollLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for region in ["610523", "610502", "610102"]:
+        enrolled(app, effective_from=date(2023, 5, 1), amount_fen=65000, region=region)
+    save, saved = app.save, []
+
+    def dies_after_one_cycle(*objs: Any, **kwargs: Any) -> Any:
+        if saved:
+            raise SystemExit("killed")
+        saved.append(objs)
+        return save(*objs, **kwargs)
+
+    monkeypatch.setattr(app, "save", dies_after_one_cycle)
+    with pytest.raises(SystemExit):
+        prepare_month(app, ledger, month="2023-06", by=staff("clerk-li", "caseworker"))
+    monkeypatch.setattr(app, "save", save)
+    resumed = prepare_month(app, ledger, month="2023-06", by=staff("clerk-li", "caseworker"))
+    assert sorted(p.existed for p in resumed) == [False, False, True]
+    assert sum(p.instructions for p in resumed) == 3 * 2  # May (arrears) and June, once each
+    catch_up(ledger, app)
+    with ledger.datastore.transaction(commit=False) as curs:
+        curs.execute(
+            f"SELECT count(*) AS n, count(DISTINCT (case_id, period)) AS d "
+            f'FROM "{ledger.datastore.schema}".payroll_instructions'
+        )
+        assert curs.fetchone() == {"n": 6, "d": 6}
+
+
+def test_bank_accounts_are_erased_with_the_household(
+    app: CaseWork, ledger: PayrollLedger, tmp_path: Path
+) -> None:
+    case_id = enrolled(app, effective_from=date(2023, 6, 1), amount_fen=65000)
+    [prepared] = prepare_month(app, ledger, month="2023-06", by=staff("clerk-li", "caseworker"))
+    approve(app, ledger, prepared.cycle_id, by=staff("director-wang"))
+    app.erase_personal_data({
+        "household_id": app.get_case(case_id).household_id,
+        "by": by("director-wang", "approver", date(2023, 6, 26), "PIPL art. 47"),
+    })  # fmt: skip
+    written = export_cycle(app, prepared.cycle_id, out_dir=tmp_path, signer=SIGNER,
+                           by=staff("director-wang"))  # fmt: skip
+    [row] = [json.loads(x) for x in written.jsonl_path.read_text().splitlines()[:-1]]
+    assert row["account_ref"] == "[erased]"
+    assert row["amount_fen"] == 65000
+
+
+def test_changes_after_preparation_are_shown_as_differences_not_included(
+    app: CaseWork, ledger: PayrollLedger
+) -> None:
+    case_id = enrolled(app, effective_from=date(2023, 6, 1), amount_fen=65000)
+    [prepared] = prepare_month(app, ledger, month="2023-06", by=staff("clerk-li", "caseworker"))
+    app.adjust_benefit({
+        "case_id": case_id, "programme": "rural_dibao", "amount_fen": 72000,
+        "effective_from": date(2023, 6, 1), "by": by("director", "approver", date(2023, 6, 20)),
+    })  # fmt: skip
+    late = enrolled(app, effective_from=date(2023, 6, 15), amount_fen=50000)
+    cycle, found = approve(app, ledger, prepared.cycle_id, by=staff("director-wang"))
+    assert [(d.case_id, d.prepared_fen, d.now_fen) for d in found] == sorted(
+        [(str(case_id), 65000, 72000), (str(late), None, 50000)]
+    )
+    assert cycle.totals == (1, 65000)  # what was prepared is what is approved
+    assert [
+        e.differences for e in app.events.get(cycle.id) if isinstance(e, PayrollCycle.Approved)
+    ] == [2]
+
+
+def test_a_case_changed_while_its_payment_is_settled_is_decided_again_not_paid_twice(
+    app: CaseWork, ledger: PayrollLedger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case_id = enrolled(app, effective_from=date(2023, 6, 1), amount_fen=65000)
+    [prepared] = prepare_month(app, ledger, month="2023-06", by=staff("clerk-li", "caseworker"))
+    approve(app, ledger, prepared.cycle_id, by=staff("director-wang"))
+    [item] = load_cycle(app, prepared.cycle_id).outstanding
+    state, meddled = settle_module._case_state, []
+
+    def another_writer_meanwhile(*args: Any) -> Any:
+        found = state(*args)
+        if not meddled:  # after the facts were read, before the save
+            meddled.append(app.pay({
+                "case_id": case_id, "programme": "rural_dibao", "period": "2023-06",
+                "amount_fen": 65000, "payment_ref": "CASH-1",
+                "by": by("finance", "upstream_system", date(2023, 6, 26), "paid at the counter"),
+            }))  # fmt: skip
+        return found
+
+    monkeypatch.setattr(settle_module, "_case_state", another_writer_meanwhile)
+    line = [(item.instruction_id, "paid", 65000, "BANK-1", "")]
+    report = settle_file(app, ledger, "2023-06", settlement_file(tmp_path / "s.csv", line),
+                         by=staff("finance", "upstream_system"))  # fmt: skip
+    assert report.retries == 1
+    assert [f[0] for f in report.findings] == ["refused_by_case"]
+    assert app.get_case(case_id).payments == {"rural_dibao:2023-06": 65000}
+    assert app.get_case(case_id).paid_total_fen == 65000

@@ -187,3 +187,44 @@ def test_reads_are_checked_and_analysts_see_personal_fields_masked(
     entries = case_history(audited, case_id, personal=False)
     assert entries[0].data["personal"]["name"] == REDACTED
     assert case_history(audited, case_id, personal=True)[0].data["personal"]["name"] == NAME
+
+
+def test_free_text_upstream_fills_with_names_is_sealed_and_erased(
+    audited: AuditedCaseWork,  # noqa: F811
+) -> None:
+    case_id = opened(audited)
+    audited.give_consent({"case_id": case_id, "given_by": "head of household", "by": by()})
+    audited.verify(
+        {
+            "case_id": case_id,
+            "verdict": "needs_support",
+            "household_size": 3,
+            "monthly_income_fen": 120000,
+            "facts": {"illness": f"{NAME}'s son has epilepsy"},
+            "by": by(days=3),
+        }
+    )
+    audited.refer(
+        {
+            "case_id": case_id,
+            "referral_id": "R-1",
+            "organisation": "Red Cross",
+            "need": f"dialysis for {NAME}",
+            "by": by(days=4),
+        }
+    )
+    assert NAME not in stored_text(audited)
+    verified, referred = audited.history(case_id)[-2:]
+    assert verified.facts == {"illness": f"{NAME}'s son has epilepsy"}  # type: ignore[attr-defined]
+    assert referred.need == f"dialysis for {NAME}"  # type: ignore[attr-defined]
+    for_analysts = json.dumps(
+        [e.as_json() for e in case_history(audited, case_id, personal=False)], ensure_ascii=False
+    )
+    assert NAME not in for_analysts
+    assert REDACTED in for_analysts
+
+    erase(audited, household_of(audited, case_id))
+
+    verified, referred = audited.history(case_id)[-2:]
+    assert verified.facts == {"illness": ERASED}  # type: ignore[attr-defined]
+    assert referred.need == ERASED  # type: ignore[attr-defined]

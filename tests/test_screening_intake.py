@@ -17,11 +17,11 @@ import orjson
 import psycopg
 import pytest
 
-from consumers.contracts import ScreeningHitEvent, parse_upstream
+from consumers.contracts import ScreeningHitEvent, message_key_of, parse_upstream
 from consumers.translate import CaseFacts, Situation, case_id_for, translate
 from domain.application import CaseWork
 from domain.commands import AssignVerification, AttachSignal, OpenCase
-from domain.screening import HIT_SOURCE
+from domain.screening import HIT_SOURCE, hit_of
 from domain.values import Channel
 from jiuzhu.bootstrap import casework
 from projections.base import read_model_datastore
@@ -76,7 +76,9 @@ def test_each_hit_opens_a_case_with_a_task_and_a_rerun_changes_nothing(
         opened, task = history[0], history[1]
         assert opened.channel == Channel.DATA_COMPARISON.value
         assert opened.correlation_id == "2023-B4"
-        assert opened.causation_id == f"upstream:/jiuzhu/screening/2023-B4/{rule}/{household}"
+        key = message_key_of(HIT_SOURCE, f"2023-B4/{rule}/{household}")
+        assert opened.causation_id == f"upstream:{key}"
+        assert hit_of(opened.causation_id) == ("2023-B4", rule, household)
         assert task.assignee == f"civil-affairs-{opened.region}"
         assert task.due_on == date(2023, 7, 15)
     position = _max_notification(app)
@@ -247,3 +249,10 @@ def test_the_population_can_come_from_the_programme_roll(
     review = app.history(case_id)[-1]
     assert review.reason.startswith("eligibility review: data comparison 2023-B6")
     assert app.get_case(case_id).active_programmes == ["rural_dibao"]  # a review, not an exit
+
+
+def test_a_hit_is_found_again_from_its_events_causation_id() -> None:
+    key = message_key_of(HIT_SOURCE, "B1/income_drop/HH-61/0001%")
+    assert hit_of(f"upstream:{key}") == ("B1", "income_drop", "HH-61/0001%")
+    assert hit_of("upstream:/jiuzhu/screening/B1/income_drop/HH-1") == ("B1", "income_drop", "HH-1")
+    assert hit_of("upstream:/shaanxi/monitoring-platform/alert-1") is None

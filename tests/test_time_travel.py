@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from domain.application import CaseWork
 from domain.errors import CaseNotFoundError
+from domain.roles import Role
 from jiuzhu.cli import app as cli
 from tests.conftest import DATABASE_URL
 from tests.stories import by, enrolled, opened, pay
@@ -115,3 +117,22 @@ def test_case_show_and_audit_history_answer_by_both_clocks(
     assert [e["type"] for e in json.loads(listed.stdout)] == [
         "Case.Discovered", "Case.VerificationAssigned",
     ]  # fmt: skip
+
+
+def test_the_api_answers_by_both_clocks(app: CaseWork, tmp_path: Path) -> None:
+    from tests.api_support import api_client, bearer, settings_in
+
+    case_id, between = late_signal_story(app)
+    settings = settings_in(tmp_path)
+    with api_client(settings, app) as client:
+        headers = bearer(settings, "auditor-7", Role.AUDITOR)
+        url = f"/cases/{case_id}"
+        happened = client.get(url, params={"as_of": "2023-03-03"}, headers=headers)
+        assert happened.status_code == 200, happened.text
+        assert happened.json()["signals"] == ["medical spending jumped", "hospital stay"]
+        both = {"as_of": "2023-03-03", "known_at": between.isoformat()}
+        known = client.get(url, params=both, headers=headers)
+        assert known.json()["signals"] == ["medical spending jumped"]
+        bad = client.get(url, params={"known_at": "soon"}, headers=headers)
+        assert bad.status_code == 422
+        assert "known_at" in bad.text

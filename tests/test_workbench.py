@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import date
 from pathlib import Path
 from uuid import UUID
@@ -10,6 +12,9 @@ import pytest
 
 from api.web.session import SESSION_COOKIE
 from domain.application import CaseWork
+from jiuzhu.bootstrap import casework
+from jiuzhu.settings import Settings
+from tests.conftest import DATABASE_URL
 from tests.stories import enrolled, opened, verified
 from tests.web_support import feed_read_models, signed_in, workbench
 
@@ -98,6 +103,18 @@ def test_a_refused_step_shows_the_rules_words_and_appends_nothing(
         )
         assert bad.status_code == 422
         assert "amount_fen" in bad.text
+        for amount in ("Infinity", "NaN", "十元", "1e999999"):
+            odd = client.post(
+                f"/web/cases/{case_id}/steps/grant_emergency_relief",
+                data={"amount_fen": amount, "reason": "fire"},
+            )
+            assert odd.status_code == 422, amount
+        unknown = client.post(
+            f"/web/cases/{case_id}/steps/attach_signal",
+            data={"signal": "x", "reason": "r", "mayor": "1", "occurred_on": "2023-13-45"},
+        )
+        assert unknown.status_code == 422
+        assert "mayor" in unknown.text
         analyst_only = client.post(f"/web/cases/{case_id}/steps/close_case", data={"reason": "x"})
         assert analyst_only.status_code == 403
         assert "may not close case" in analyst_only.text
@@ -158,6 +175,11 @@ def test_inbox_approvals_and_dashboard_read_the_read_models(
          "by": {"actor": "zhao.min", "role": "approver", "reason": "panel",
                 "occurred_at": "2023-03-05T09:00:00+08:00"}},
     )  # fmt: skip
+    app.publish_notice(
+        {"case_id": assessed, "starts_on": date(2023, 3, 6),
+         "by": {"actor": "wang.fang", "role": "caseworker", "reason": "公示",
+                "occurred_at": "2023-03-06T09:00:00+08:00"}},
+    )  # fmt: skip
     enrolled(app)
     with workbench(app, tmp_path) as client:
         signed_in(client, "wang.fang")
@@ -168,6 +190,9 @@ def test_inbox_approvals_and_dashboard_read_the_read_models(
         visits = inbox[inbox.index('id="visits"') :].split("</section>")[0]
         assert visits.count("已逾期") == 1
         assert "待复核" in inbox  # the enrolled case's review fell due in 2023
+        notices = inbox[inbox.index('id="notices"') :].split("</section>")[0]
+        assert "HH-ASSESSED" in notices
+        assert "公示期满" in notices
         signed_in(client, "zhao.min")
         queue = client.get("/web/approvals").text
         assert "HH-ASSESSED" in queue
@@ -206,7 +231,11 @@ def test_english_switch(app: CaseWork, tmp_path: Path) -> None:
 
 def test_static_vendor_files_are_served(app: CaseWork, tmp_path: Path) -> None:
     with workbench(app, tmp_path) as client:
-        assert client.get("/static/vendor/htmx.min.js").status_code == 200
+        htmx = client.get("/static/vendor/htmx.min.js")
+        assert htmx.status_code == 200
+        assert htmx.headers["server-timing"].startswith("app;dur=")
+        assert "server-timing" not in client.get("/health").headers  # the API's own answers
+        assert client.get("/").headers["location"] == "/web/"
         assert b"echarts" in client.get("/static/vendor/echarts.min.js").content[:2000]
 
 
@@ -240,3 +269,77 @@ def test_search_by_id_card_goes_through_the_blind_index(app: CaseWork, tmp_path:
         signed_in(client, "liu.yang")
         refused = client.get("/web/search", params={"q": "610523198001011234"})
         assert refused.status_code == 403
+
+
+def test_auditor_signs_a_checkpoint_verifies_and_exports(pg_schema: str, tmp_path: Path) -> None:
+    # The store signs with the key the workbench trusts (any other key is a finding).
+    app = casework(DATABASE_URL, schema=pg_schema, settings=Settings(data_dir=tmp_path))
+    try:
+        _auditor_signs_a_checkpoint_verifies_and_exports(app, tmp_path)
+    finally:
+        app.close()
+
+
+def _auditor_signs_a_checkpoint_verifies_and_exports(app: CaseWork, tmp_path: Path) -> None:
+    case_id = enrolled(app)
+    with workbench(app, tmp_path) as client:
+        signed_in(client, "chen.jing")
+        assert client.post("/web/audit/checkpoint").status_code == 303
+        assert client.post("/web/audit/verify").status_code == 303
+        page = client.get("/web/audit").text
+        assert "完整，未被篡改" in page
+        checked = re.search(r"(\d+) 检查点", page)
+        assert checked is not None
+        assert int(checked.group(1)) >= 1  # ours, and any the store signed by itself
+        export = client.post("/web/audit/export", data={"case_id": str(case_id)})
+        lines = [json.loads(line) for line in export.text.splitlines()]
+        assert lines[0]["kind"] == "header"
+        assert lines[-1]["kind"] == "digest"
+        assert lines[-1]["events"] == len(app.history(case_id))
+        assert "signature" in lines[-1]
+        signed_in(client, "wang.fang")
+        assert client.post("/web/audit/checkpoint").status_code == 403
+
+
+def test_the_approver_who_assessed_is_not_offered_the_enrolment(
+    app: CaseWork, tmp_path: Path
+) -> None:
+    case_id = verified(app)
+    app.assess(
+        {"case_id": case_id, "measures": [{"programme": "temporary_relief", "amount_fen": 300000}],
+         "by": {"actor": "zhao.min", "role": "approver", "reason": "panel",
+                "occurred_at": "2023-03-05T09:00:00+08:00"}},
+    )  # fmt: skip
+    with workbench(app, tmp_path) as client:
+        signed_in(client, "zhao.min")
+        page = client.get(f"/web/cases/{case_id}").text
+        assert 'id="step-enrol"' not in page  # four eyes: the domain's rule, asked on a copy
+        assert 'id="step-grant_emergency_relief"' not in page
+
+
+def test_no_form_however_odd_yields_a_500(app: CaseWork, tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from api.web.pages import _STEP_COMMANDS
+
+    case_id = verified(app)
+    names = st.sampled_from(
+        ["amount_fen", "programme", "period", "due_on", "household_size", "accepted",
+         "verdict", "referral_id", "grant_id", "occurred_on", "reason", "if_match",
+         "idempotency_key", "effective_from", "monthly_income_fen", "signal", "by"]
+    )  # fmt: skip
+    values = st.one_of(
+        st.text(max_size=30),
+        st.sampled_from(["", "0", "-1", "1e999999", "NaN", "2023-02-30", "rural_dibao", "on"]),
+    )
+    with workbench(app, tmp_path) as client:
+        signed_in(client, "zhao.min")
+
+        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(st.sampled_from(sorted(_STEP_COMMANDS)), st.dictionaries(names, values, max_size=6))
+        def odd_form(command: str, form: dict[str, str]) -> None:
+            response = client.post(f"/web/cases/{case_id}/steps/{command}", data=form)
+            assert response.status_code in (303, 403, 404, 409, 412, 422), (command, form)
+
+        odd_form()

@@ -46,7 +46,10 @@ class Verification(BaseModel):
     ok: bool
     events: int
     checkpoints: int
+    external_checkpoints: int
     unverified_signatures: int
+    covered_up_to: int = Field(description="The last position a checkpoint vouches for")
+    events_after_last_checkpoint: int
     findings: list[Finding]
 
 
@@ -54,12 +57,10 @@ def _verify(
     casework: AuditedCaseWork, settings: Settings, principal: Principal, case_id: UUID | None
 ) -> dict[str, Any]:
     casework.authorise_read(principal.actor, principal.role, "verify_audit_trail")
-    report = verify_log(
-        casework.datastore,
-        casework.audit,
-        case_id=case_id,
-        public_keys=trusted_keys(settings),
-    )
+    keys = trusted_keys(settings)
+    if casework.signer is not None:  # the key this very process signs checkpoints with
+        keys[casework.signer.key_id] = casework.signer.public_key
+    report = verify_log(casework.datastore, casework.audit, case_id=case_id, public_keys=keys)
     return verify_json(report)
 
 

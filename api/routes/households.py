@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from eventsourcing.application import AggregateNotFoundError
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -39,10 +40,8 @@ class Found(BaseModel):
 def _chain(casework: AuditedCaseWork, household_id: str) -> dict[str, Any] | None:
     try:
         household: Any = casework.repository.get(Household.id_for(household_id))
-    except Exception as error:  # the library's AggregateNotFoundError (a KeyError)
-        if isinstance(error, KeyError):
-            return None
-        raise
+    except AggregateNotFoundError:
+        return None
     return {
         "household_id": household_id,
         "case_ids": list(household.case_ids),

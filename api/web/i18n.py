@@ -30,13 +30,18 @@ ZH: dict[str, str] = {
     "upstream_system": "上游系统",
     "system": "系统",
     "Language": "语言",
+    "role:caseworker": "受理、派发和录入入户核查、记录授权、转介、复核；可看个人信息",
+    "role:approver": "研判、审批纳入、补办先行救助、结案、审计导出；不审批自己研判的个案",
+    "role:auditor": "查阅全部办理记录、校验审计链、签署检查点、导出；不办理任何步骤",
+    "role:analyst": "统计看板；看不到个人信息",
     "My open tasks": "我的待办事项",
     "Visits due": "待入户核查",
     "Notices ending": "公示即将结束",
     "Reviews due": "待复核",
     "Referrals waiting": "待回复转介",
     "Emergency relief to regularise": "待补办的先行救助",
-    "Overdue": "已逾期",
+    "Overdue": "已逾期", "Notice over": "公示期满",
+    "Escalated to the county": "已上报县级", "Escalation": "上报",
     "due": "到期",
     "ends": "结束",
     "Nothing waiting.": "暂无待办。",
@@ -141,7 +146,7 @@ ZH: dict[str, str] = {
     "findings": "问题",
     "intact": "完整，未被篡改",
     "TAMPERED": "发现篡改",
-    "Checkpoints": "签名检查点",
+    "Checkpoints": "签名检查点", "Sign a checkpoint now": "立即签署检查点",
     "Exports": "导出",
     "Up to notification": "截至通知号",
     "Running hash": "累积哈希",
@@ -226,8 +231,27 @@ ZH: dict[str, str] = {
 }
 
 
+# English phrases that are keys of something else than their own words.
+EN: dict[str, str] = {
+    "role:caseworker": "takes applications, assigns and records visits, consent, referrals, "
+    "reviews; sees personal data",
+    "role:approver": "assesses, enrols, regularises emergency relief, closes, exports; never "
+    "approves their own assessment",
+    "role:auditor": "reads every record, verifies the audit chain, signs checkpoints, exports; "
+    "takes no step",
+    "role:analyst": "dashboard; sees no personal data",
+}
+
+
 def translator(lang: str) -> Callable[[str], str]:
     """The function that puts an English phrase into a language (English: as it is)."""
     if lang == "zh":
         return lambda phrase: ZH.get(phrase, phrase)
-    return lambda phrase: phrase.replace("_", " ") if phrase.islower() else phrase
+
+    def english(phrase: str) -> str:
+        known = EN.get(phrase)
+        if known is not None:
+            return known
+        return phrase.replace("_", " ") if phrase.islower() else phrase
+
+    return english

@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from api.auth import TokenError, TokenVerifier
 from api.problems import ProblemError
+from api.routes import audit as audit_routes
 from api.web import oidc, queries
 from api.web.i18n import LANGUAGES, translator
 from api.web.regions import region_namer
@@ -49,12 +50,12 @@ from domain.errors import (
 )
 from domain.roles import Role, may_read
 from jiuzhu.audit.casework import AuditedCaseWork
-from jiuzhu.audit.checkpoints import list_checkpoints
-from jiuzhu.audit.export import export_case, write_export
+from jiuzhu.audit.checkpoints import list_checkpoints, make_checkpoint
 from jiuzhu.audit.histories import case_history
-from jiuzhu.audit.signing import key_id, load_public_key, signer_from_settings, signing_key_path
-from jiuzhu.audit.verify import verify_log
-from projections.regions import normalise_region, today_in_china
+from jiuzhu.audit.signing import signer_from_settings
+from jiuzhu.cli_audit import export_to
+from jiuzhu.cli_common import Who
+from projections.regions import CHINA_TIME, normalise_region, today_in_china
 
 __all__ = ["router", "templates"]
 
@@ -64,6 +65,7 @@ templates = Environment(
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,
+    auto_reload=False,  # templates ship with the code: no stat() of each file per page
 )
 templates.filters["yuan"] = lambda fen: "—" if fen is None else f"¥{int(fen) / 100:,.2f}"
 templates.filters["day"] = lambda v: "—" if v is None else str(v)[:10]
@@ -449,43 +451,55 @@ def audit_page(request: Request) -> Response:
 
 @router.post("/audit/verify")
 def audit_verify(request: Request) -> Response:
-    """Recompute every hash and checkpoint now (as `jiuzhu audit verify`)."""
+    """Recompute every hash and checkpoint now, as the API's /audit/verification does."""
     try:
         viewer = _allowed(request, "audit")
     except PermissionError:
         return _forbidden(request, viewer_of(request))
-    casework = _casework(request)
-    casework.authorise_read(viewer.actor, viewer.role, "verify_audit_trail")
-    settings = request.app.state.settings
-    own = signing_key_path(settings)
-    keys = [load_public_key(own)] if own.exists() else []
-    report = verify_log(casework.datastore, casework.audit,
-                        public_keys={key_id(k): k for k in keys})  # fmt: skip
+    report = audit_routes._verify(
+        _casework(request), request.app.state.settings, viewer.principal, None
+    )
     request.app.state.web_last_verify = VerifyResult(
-        at=datetime.now().astimezone(), by=viewer.actor, ok=report.ok, events=report.events,
-        checkpoints=report.checkpoints, findings=[str(f) for f in report.findings[:50]],
+        at=datetime.now(CHINA_TIME), by=viewer.actor, ok=report["ok"], events=report["events"],
+        checkpoints=report["checkpoints"],
+        findings=[_finding(f) for f in report["findings"][:50]],
     )  # fmt: skip
+    return RedirectResponse("/web/audit", status_code=303)
+
+
+def _finding(finding: dict[str, Any]) -> str:
+    where = f"case {finding['case_id']} v{finding['version']}" if finding["case_id"] else "log"
+    return f"{finding['kind']}: {where}: {finding['detail']}"
+
+
+@router.post("/audit/checkpoint")
+def audit_checkpoint(request: Request) -> Response:
+    """Sign the log as it stands (as `jiuzhu audit checkpoint --no-publish`)."""
+    viewer = viewer_of(request)
+    casework = _casework(request)
+    try:
+        casework.authorise_read(viewer.actor, viewer.role, "checkpoint_audit_trail")
+    except CaseWorkError as error:
+        return _render(request, "error.html", viewer, 403, title="Not allowed", message=str(error))
+    # The key this process signs its own checkpoints with, else the configured one.
+    signer = casework.signer or signer_from_settings(request.app.state.settings)
+    make_checkpoint(casework.datastore, casework.audit, signer)
     return RedirectResponse("/web/audit", status_code=303)
 
 
 @router.post("/audit/export")
 def audit_export(request: Request, case_id: str = Form(...)) -> Response:
-    """A case's history as signed JSON Lines (as `jiuzhu audit export`)."""
+    """A case's history as signed JSON Lines, as `jiuzhu audit export` and the API write it."""
     viewer = viewer_of(request)
-    casework = _casework(request)
+    out = io.StringIO()
     try:
-        role = casework.authorise_read(viewer.actor, viewer.role, "export_audit_trail")
-        entries = export_case(casework, UUID(case_id.strip()),
-                              personal=may_read(role, "read_personal_data"))  # fmt: skip
+        export_to(_casework(request), request.app.state.settings, out,
+                  Who(viewer.actor, viewer.role), case_id=UUID(case_id.strip()))  # fmt: skip
     except CaseWorkError as error:
         return _render(request, "error.html", viewer, 403, title="Not allowed", message=str(error))
     except ValueError:
         return _render(request, "error.html", viewer, 404, title="Not found",
                        message=f"case {case_id} not found")  # fmt: skip
-    out = io.StringIO()
-    scope = {"case_id": case_id.strip(), "exported_by": {"actor": viewer.actor, "role": role.value}}
-    write_export(out, entries, scope=scope, store=casework.audit.store,
-                 signer=signer_from_settings(request.app.state.settings))  # fmt: skip
     name = f"case-{case_id.strip()}-{date.today().isoformat()}.jsonl"
     return Response(out.getvalue(), media_type="application/x-ndjson",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip

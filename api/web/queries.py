@@ -51,7 +51,8 @@ def inbox(curs: Cursor[DictRow], schema: str, actor: str, role: str, today: date
             curs,
             SQL(
                 "SELECT v.case_id, w.household_id, v.region, v.assignee, v.due_on, "
-                "v.due_on < {t} AS overdue FROM {s}.verification_task v "
+                "v.due_on < {t} AS overdue, v.escalated_at IS NOT NULL AS escalated "
+                "FROM {s}.verification_task v "
                 "LEFT JOIN {s}.worklist_case w USING (case_id) "
                 "WHERE v.assignee = {actor} AND v.verified_at IS NULL AND v.closed_at IS NULL "
                 "ORDER BY v.due_on < {t} DESC, v.due_on LIMIT {n}"
@@ -76,7 +77,8 @@ def inbox(curs: Cursor[DictRow], schema: str, actor: str, role: str, today: date
                 "SELECT case_id, household_id, region, notice_ends_on, objection_open, "
                 "notice_ends_on <= {t} AS overdue FROM {s}.worklist_case "
                 "WHERE closed_at IS NULL AND notice_ends_on IS NOT NULL "
-                "AND notice_ends_on <= {soon} AND cardinality(pending_programmes) > 0 "
+                "AND notice_ends_on <= {soon} "
+                "AND NOT enrolled && ARRAY['urban_dibao', 'rural_dibao'] "
                 "ORDER BY notice_ends_on LIMIT {n}"
             ),
             s=s, t=t, soon=soon, n=Literal(LIMIT),

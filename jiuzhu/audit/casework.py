@@ -18,6 +18,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import EnvType
 
 from domain.application import CaseWork
+from domain.case import Case
 from domain.household import Household
 from jiuzhu.audit.recorder import ChainedApplicationRecorder
 from jiuzhu.audit.signing import Signer
@@ -139,8 +140,14 @@ class AuditedCaseWork(CaseWork):
         # are inserted by the recorder in the events' own transaction, not one by one before.
         mapper = self.mapper
         assert isinstance(mapper, PersonalDataMapper)
+        # Free text (facts, need) is sealed with the key of the case's household.
+        households = {
+            aggregate_id: aggregate.household_id
+            for aggregate_id, aggregate in processing_event.aggregates.items()
+            if isinstance(aggregate, Case)
+        }
         with (
-            mapper.sealing(processing_event.events) as keys,
+            mapper.sealing(processing_event.events, households) as keys,
             self.blind_index.indexing(processing_event.events),
         ):
             recordings = super()._record(processing_event)

@@ -29,23 +29,34 @@ async def carry_checkpoints(
 
     The store signs checkpoints as it writes (every JIUZHU_CHECKPOINT_EVERY events, and at
     most every JIUZHU_CHECKPOINT_SECONDS while events arrive); when they stop, this signs the
-    last ones once that interval has passed, then carries them out. A checkpoint is marked
+    last ones once that interval has passed (and at once when stopped), then carries them
+    out. A checkpoint is marked
     published after the broker acknowledged it, and its message id makes a re-publish after
     a crash harmless.
     """
     while not stopping.is_set():
-        try:
-            if app.signer is not None and app.checkpoint_seconds > 0:
-                await asyncio.to_thread(
-                    sign_if_stale, app.datastore, app.audit, app.signer, app.checkpoint_seconds
-                )
-            pending = await asyncio.to_thread(unpublished_checkpoints, app.datastore, app.audit)
-            if pending:
-                await publish_checkpoints(broker_url, pending, subject=subject, stream=stream)
-                ids = [c.checkpoint_id for c in pending]
-                await asyncio.to_thread(mark_published, app.datastore, app.audit, ids)
-                log.info("checkpoints published", count=len(ids), last=ids[-1])
-        except Exception as error:
-            log.warning("checkpoints not published yet", error=repr(error))
+        await _round(app, broker_url, subject, stream, interval=app.checkpoint_seconds)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), every)
+    # Stopping: vouch for the events written since the last checkpoint, whatever its age,
+    # so a store at rest is covered outside the database (bounded: a broker that is away
+    # must not hold up the shutdown).
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(_round(app, broker_url, subject, stream, interval=0.0), 5)
+
+
+async def _round(
+    app: AuditedCaseWork, broker_url: str, subject: str, stream: str, *, interval: float
+) -> None:
+    """Sign the tail if it is due, then publish what is not on the broker yet."""
+    try:
+        if app.signer is not None and app.checkpoint_seconds > 0:
+            await asyncio.to_thread(sign_if_stale, app.datastore, app.audit, app.signer, interval)
+        pending = await asyncio.to_thread(unpublished_checkpoints, app.datastore, app.audit)
+        if pending:
+            await publish_checkpoints(broker_url, pending, subject=subject, stream=stream)
+            ids = [c.checkpoint_id for c in pending]
+            await asyncio.to_thread(mark_published, app.datastore, app.audit, ids)
+            log.info("checkpoints published", count=len(ids), last=ids[-1])
+    except Exception as error:
+        log.warning("checkpoints not published yet", error=repr(error))

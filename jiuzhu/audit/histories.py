@@ -15,6 +15,7 @@ from domain.case import Case
 from domain.errors import CaseNotFoundError
 from domain.household import Household, HouseholdNotFoundError
 from jiuzhu.audit.casework import AuditedCaseWork
+from jiuzhu.privacy.mapper import FREE_TEXT
 
 __all__ = [
     "REDACTED",
@@ -116,6 +117,10 @@ def _entry(app: AuditedCaseWork, row: Any, *, personal: bool) -> HistoryEntry:
     data = {k: v for k, v in state.items() if k not in _PROVENANCE and k not in _PLUMBING}
     if not personal and isinstance(data.get("personal"), dict):
         data["personal"] = dict.fromkeys(data["personal"], REDACTED)
+    free_text = FREE_TEXT.get(type(event))
+    if not personal and free_text is not None and data.get(free_text):
+        value = data[free_text]
+        data[free_text] = dict.fromkeys(value, REDACTED) if isinstance(value, dict) else REDACTED
     recorded: datetime = row["recorded_at"] or state["timestamp"]
     return HistoryEntry(
         notification_id=row["notification_id"],

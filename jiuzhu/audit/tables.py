@@ -15,7 +15,7 @@ from eventsourcing.postgres import PostgresRecorder
 from psycopg import postgres
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 __all__ = ["AuditTables", "binary_array"]
 
@@ -33,6 +33,7 @@ class AuditTables:
             self.chain_table,
             self.checkpoints_table,
             self.seals_table,
+            self.chain_constraint,
             f"{self.chain_table}_corr_idx",
         ):
             PostgresRecorder.check_identifier_length(name)
@@ -44,6 +45,11 @@ class AuditTables:
     @property
     def checkpoints_table(self) -> str:
         return f"{self.events_table}_checkpoints"
+
+    @property
+    def chain_constraint(self) -> str:
+        """The deferred foreign key from each event to its chain record."""
+        return f"{self.events_table}_chained"
 
     @property
     def seals_table(self) -> str:
@@ -69,6 +75,9 @@ class AuditTables:
             seals=Identifier(self.schema, self.seals_table),
             snapshots=Identifier(self.schema, self.snapshots_table),
             id_type=Identifier(self.originator_id_type),
+            fk=Identifier(self.chain_constraint),
+            fk_name=Literal(self.chain_constraint),
+            events_name=Literal(f'"{self.schema}"."{self.events_table}"'),
             idx_case=Identifier(f"{self.chain_table}_case_idx"),
             idx_corr=Identifier(f"{self.chain_table}_corr_idx"),
             idx_cause=Identifier(f"{self.chain_table}_cause_idx"),
@@ -108,6 +117,17 @@ class AuditTables:
             self.sql(
                 "ALTER TABLE {checkpoints} ADD COLUMN IF NOT EXISTS seq bigint,"
                 " ADD COLUMN IF NOT EXISTS prev_digest bytea"
+            ),
+            # No path may store an event without its chain record: checked at commit, so
+            # the recorder writes both in one transaction and the library's plain recorder
+            # (or any other writer) is refused. NOT VALID: rows stored before stay as
+            # they are (verify reports any without a chain record).
+            self.sql(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint"
+                " WHERE conname = {fk_name} AND conrelid = {events_name}::regclass) THEN"
+                " ALTER TABLE {events} ADD CONSTRAINT {fk} FOREIGN KEY (notification_id)"
+                " REFERENCES {chain} (notification_id) DEFERRABLE INITIALLY DEFERRED NOT VALID;"
+                " END IF; END $$"
             ),
         ]
 

@@ -24,15 +24,28 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
+from domain.case import Case
 from jiuzhu.privacy.keys import DataKeyStore, NewDataKey, SaveKeys
 
-__all__ = ["ERASED", "UNREADABLE", "MappedEvent", "PersonalDataMapper", "is_sealed"]
+__all__ = [
+    "ERASED",
+    "FREE_TEXT",
+    "SEALED_FOR",
+    "UNREADABLE",
+    "MappedEvent",
+    "PersonalDataMapper",
+    "is_sealed",
+]
 
 # What a personal field reads as once its household's key is destroyed.
 ERASED = "[erased]"
 # What it reads as when the ciphertext does not decrypt (altered in the store).
 UNREADABLE = "[unreadable]"
 _TOKEN = "enc:v1:"
+# Free text upstream systems are known to fill with names: sealed with the household's key
+# too. The event does not name its household, so the stored state does (SEALED_FOR).
+FREE_TEXT: dict[type, str] = {Case.Verified: "facts", Case.Referred: "need"}
+SEALED_FOR = "sealed_for"
 
 
 def is_sealed(value: object) -> bool:
@@ -127,6 +140,10 @@ class PersonalDataMapper(Mapper[UUID]):
         super().__init__(transcoder=transcoder, compressor=compressor, cipher=cipher)
         self.keys = keys
         self._save_keys: ContextVar[SaveKeys | None] = ContextVar("save_keys", default=None)
+        # The households of the cases one save writes (free text is sealed with their keys).
+        self._households: ContextVar[dict[Any, str] | None] = ContextVar(
+            "households", default=None
+        )
 
     def to_stored_event(self, domain_event: DomainEventProtocol[UUID]) -> StoredEvent:
         # The library's Mapper.to_stored_event, on a copy of the state whose personal
@@ -143,6 +160,14 @@ class PersonalDataMapper(Mapper[UUID]):
                 state["state"] = sealed_holder
             else:
                 state = sealed_holder
+        free_text = FREE_TEXT.get(type(domain_event))
+        if free_text is not None and state.get(free_text):
+            household = (self._households.get() or {}).get(domain_event.originator_id)
+            if household is not None:
+                state[free_text], new_key = self._seal_free_text(
+                    domain_event.originator_id, household, free_text, state[free_text]
+                )
+                state[SEALED_FOR] = household
         originator_id = state.pop("originator_id")
         originator_version = state.pop("originator_version")
         class_version = getattr(type(domain_event), "class_version", 1)
@@ -198,35 +223,75 @@ class PersonalDataMapper(Mapper[UUID]):
             return transcoder.encode(state)
 
     @contextmanager
-    def sealing(self, events: Iterable[DomainEventProtocol[UUID]]) -> Iterator[SaveKeys]:
+    def sealing(
+        self,
+        events: Iterable[DomainEventProtocol[UUID]],
+        case_households: dict[Any, str] | None = None,
+    ) -> Iterator[SaveKeys]:
         """Seal the events of one save with keys looked up together; new keys go with them.
 
-        Outside this block (snapshots, one-off mapping) a new key is created and committed
-        on its own first (DataKeyStore.key_for_writing), as the events' recorder may not
-        store keys.
+        `case_households`: the household of each case saved (free text is sealed with its
+        key; without it, free text stays in clear). Outside this block (snapshots, one-off
+        mapping) a new key is created and committed on its own first
+        (DataKeyStore.key_for_writing), as the events' recorder may not store keys.
         """
         keys = SaveKeys(self.keys)
         households = []
+        case_households = case_households or {}
         for event in events:
             holder = _personal_holder(vars(event))
             if holder is not None and any(map(_sealable, holder["personal"].values())):
                 households.append(holder["household_id"])
+            free_text = FREE_TEXT.get(type(event))
+            if free_text is not None and getattr(event, free_text, None):
+                household = case_households.get(event.originator_id)
+                if household is not None:
+                    households.append(household)
         if households:
             keys.load(households)
         token = self._save_keys.set(keys)
+        known = self._households.set(case_households)
         try:
             yield keys
         finally:
+            self._households.reset(known)
             self._save_keys.reset(token)
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         event = super().to_domain_event(stored_event)
-        holder = _personal_holder(vars(event))
+        state = vars(event)
+        holder = _personal_holder(state)
         if holder is not None:
             holder["personal"] = self._unseal(
                 stored_event.originator_id, holder["household_id"], holder["personal"]
             )
+        household = state.pop(SEALED_FOR, None)
+        free_text = FREE_TEXT.get(type(event))
+        if household is not None and free_text is not None:
+            state[free_text] = self._unseal_free_text(
+                stored_event.originator_id, household, free_text, state[free_text]
+            )
         return event
+
+    def _seal_free_text(
+        self, case_id: object, household_id: str, field: str, value: Any
+    ) -> tuple[Any, NewDataKey | None]:
+        """A free-text value (a string, or a dict of strings) sealed field by field."""
+        if isinstance(value, dict):
+            sealed, new_key = self._seal(
+                case_id, household_id, {f"{field}.{k}": v for k, v in value.items()}
+            )
+            return {k: sealed[f"{field}.{k}"] for k in value}, new_key
+        sealed, new_key = self._seal(case_id, household_id, {field: value})
+        return sealed[field], new_key
+
+    def _unseal_free_text(self, case_id: object, household_id: str, field: str, value: Any) -> Any:
+        if isinstance(value, dict):
+            clear = self._unseal(
+                case_id, household_id, {f"{field}.{k}": v for k, v in value.items()}
+            )
+            return {k: clear[f"{field}.{k}"] for k in value}
+        return self._unseal(case_id, household_id, {field: value})[field]
 
     # -- sealing ------------------------------------------------------------------------
 
