@@ -113,6 +113,7 @@ def test_nats_stopped_and_started_again_loses_nothing(
     assert rows_of(pg_schema) == expected_rows(app)
 
 
+@pytest.mark.soak  # ~20 s (the pool's reconnect backoff): CI runs the killed-connections one
 def test_postgresql_cut_off_then_back_loses_nothing(
     app: CaseWork, pg_schema: str, tmp_path: Path
 ) -> None:
