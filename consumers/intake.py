@@ -117,6 +117,8 @@ TRANSIENT: tuple[type[Exception], ...] = (
 BATCH_SIZE = 200
 BATCH_WAIT = 0.005
 FIRST_MESSAGE_WAIT = 1.0
+# NATS: a fetch that fails (connection closed, reconnecting) is retried after this pause.
+FETCH_FAULT_PAUSE = 0.5
 # RabbitMQ: a delivery tag that never reaches the intake holds up those after it this long.
 MISSING_TAG_SECONDS = 2.0
 
@@ -770,6 +772,12 @@ def _fetch_times_out_as_nats(subscriber: Any) -> None:
             raise
         except TimeoutError as error:
             raise nats.errors.TimeoutError from error
+        except Exception:
+            # A closed connection fails every fetch at once, and FastStream's loop fetches
+            # again at once: 100% CPU, and nothing else on the event loop ran (health,
+            # SIGTERM, the runner that starts the intake again). Pause before failing.
+            await asyncio.sleep(FETCH_FAULT_PAUSE)
+            raise
 
     subscription.fetch = fetch_or_nats_timeout
     subscription._jiuzhu_mended = True

@@ -105,6 +105,7 @@ def kill_loop(
     upstream = Upstream(f"t{tag}.upstream", names, rate)
     chooser = random.Random(seed)
     kills = 0
+    since = dict.fromkeys(roles, 0)  # where each process's log was at its last start
     try:
         wait_for(lambda: _stream_exists(f"T{tag}_UP"), timeout=120)  # the intake is up
         upstream.start()
@@ -113,6 +114,7 @@ def kill_loop(
             victim = roles[chooser.choice(sorted(roles))]
             victim.kill()
             kills += 1
+            since[victim.component] = victim.log.stat().st_size
             victim.start()
         upstream.join(60)
         wait_for(
@@ -124,6 +126,8 @@ def kill_loop(
         projected = f'SELECT max(notification_id) FROM "{schema}".case_status_tracking'
         wait_for(lambda: _patient(lambda: scalar(projected)) == last, timeout=120)
         for name, process in roles.items():
+            # SIGTERM is the service's once it serves (before: Python's default, exit -15).
+            wait_for(lambda p=process: _serving(p, since[p.component]), timeout=60)  # type: ignore[misc]
             assert process.terminate() == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
         dead = _dead_letters(f"T{tag}_UP_DEADLETTER")
     finally:
@@ -142,6 +146,11 @@ def kill_loop(
     assert rows_of(schema) == expected_rows(app)
     result = replay(app, read_model_classes(), database_url=DATABASE_URL, schema=schema)
     assert result.equal, result.differences
+
+
+def _serving(process: Process, since: int) -> bool:
+    """Whether the process's log says it serves, after its last start."""
+    return '"event": "serving"' in process.log.read_bytes()[since:].decode("utf-8", "replace")
 
 
 def _patient(look: Any) -> Any:

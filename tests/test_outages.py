@@ -113,6 +113,7 @@ def test_nats_stopped_and_started_again_loses_nothing(
     assert rows_of(pg_schema) == expected_rows(app)
 
 
+@pytest.mark.soak  # ~20 s (the pool's reconnect backoff): CI runs the killed-connections one
 def test_postgresql_cut_off_then_back_loses_nothing(
     app: CaseWork, pg_schema: str, tmp_path: Path
 ) -> None:
@@ -184,3 +185,30 @@ def test_postgresql_connections_killed_lose_nothing(
     finally:
         server.stop()
     assert rows_of(pg_schema) == expected_rows(app)
+
+
+def test_an_intake_whose_connection_closed_for_good_is_started_again(
+    app: CaseWork, pg_schema: str, tmp_path: Path
+) -> None:
+    # nats-py closes for good on any -ERR of the server (a message over its limit...): the
+    # intake spun on the closed connection, /health timed out and SIGTERM went unheeded.
+    server = PrivateNats(tmp_path / "nats")
+    server.start()
+
+    async def scenario() -> None:
+        async with pipeline(app, pg_schema, server.url) as (running, publish):
+            before, after = f"HH-{uuid4().hex[:8]}", f"HH-{uuid4().hex[:8]}"
+            await publish(before)
+            await eventually(lambda: taken(app, running, before))
+            runner: Any = running.health.checks["intake"].__self__  # type: ignore[attr-defined]
+            await runner.broker.config.connection_state.connection.close()
+            assert running.health.report()[1]["components"]["intake"]["status"] != "ok"
+            await eventually(lambda: is_status(running, "ok"), timeout=15)
+            assert running.health.report()[1]["components"]["intake"]["restarts"] == 1
+            await publish(after)
+            await eventually(lambda: taken(app, running, after))
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
