@@ -136,7 +136,8 @@ def demo_invitation(settings: Any, api: ApiSettings, *, serving: bool) -> list[s
     except TokenError:  # an identity provider issues the tokens
         token = "(from your identity provider)"
     lines = [
-        f"API and workbench: {url}  (API reference: {url}docs)",
+        f"workbench: {url}web/  (sign in as one of the demo's staff)",
+        f"API: {url}  (reference: {url}docs)",
         f"token (caseworker, 8 h): {token}",
         "  other roles: jiuzhu token --actor NAME --role approver|auditor|analyst",
         f'  try: curl -H "Authorization: Bearer $(jiuzhu token --actor me --role caseworker)" '

@@ -11,11 +11,14 @@ import asyncio
 import json
 import signal
 from collections.abc import Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import nats.errors
+import psycopg
 import structlog
+from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresApplicationRecorder
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +46,17 @@ from projections.registry import READ_MODELS
 __all__ = ["COMPONENTS", "ServeSettings", "Service", "serve"]
 
 log = structlog.get_logger("jiuzhu.serve")
+
+# A process that cannot start (database or broker away) tries again this often; a fault
+# of another kind (a bad setting) ends it at once, naming it.
+START_RETRY_SECONDS = 2.0
+STARTUP_FAULTS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    psycopg.Error,
+    PersistenceError,  # eventsourcing's, wrapping psycopg's
+    nats.errors.Error,
+)
 
 COMPONENTS = ("intake", "relay", "projector", "clock", "api")
 
@@ -391,16 +405,24 @@ async def serve(
         tracing.configure(tracing.otlp_provider(options.otlp_endpoint, name))
 
     async def work(halt: asyncio.Event) -> int:
-        service = Service(
-            components,
-            database_url=database_url,
-            broker_url=broker_url,
-            settings=settings,
-            options=options,
-            stopping=halt,
-            metrics=metrics,
-        )
-        async with service:
+        while not halt.is_set():
+            service = Service(
+                components,
+                database_url=database_url,
+                broker_url=broker_url,
+                settings=settings,
+                options=options,
+                stopping=halt,
+                metrics=metrics,
+            )
+            try:
+                await service.__aenter__()
+            except STARTUP_FAULTS as error:
+                # The database or broker away at the start: wait for it like any outage.
+                log.warning("cannot start yet, retrying", error=repr(error))
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(halt.wait(), START_RETRY_SECONDS)
+                continue
             # Served once every component started: a half-started process is not healthy.
             served = service.health
             health.checks, health.figures, health.degraded = (
@@ -408,11 +430,14 @@ async def serve(
                 served.figures,
                 served.degraded,
             )
-            log.info("serving", components=sorted(components), stream=service.destination.stream)
             try:
+                stream = service.destination.stream
+                log.info("serving", components=sorted(components), stream=stream)
                 return await service.wait()
             finally:
                 health.checks, health.figures, health.degraded = {}, {}, {}
+                await service.__aexit__(None, None, None)
+        return 0
 
     server = None
     if options.health_port:

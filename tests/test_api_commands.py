@@ -226,3 +226,23 @@ def test_a_store_that_cannot_be_reached_is_503_and_nothing_else(
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert "nothing was saved" in response.json()["detail"]
+
+
+def test_racing_retries_with_one_key_have_one_effect(
+    client: httpx.Client, settings: Settings, app: CaseWork
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    case = open_case(client, settings)
+    headers = {**as_(settings, CASEWORKER), "Idempotency-Key": "race-1"}
+    body = {"signal": "flood warning", "reason": "county alert"}
+
+    def post(_: int) -> httpx.Response:
+        with httpx.Client(base_url=client.base_url, timeout=30) as own:
+            return own.post(f"/cases/{case['case_id']}/signals", json=body, headers=headers)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(post, range(4)))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.json()["version"] for a in answers}) == 1
+    assert len(app.history(case["case_id"])) == 2  # opened, and one signal

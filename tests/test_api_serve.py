@@ -101,7 +101,7 @@ def test_demo_says_where_the_api_is_and_serve_keeps_it_running(
             assert time.monotonic() < deadline, log.read_text(errors="replace")
             time.sleep(0.2)  # a subprocess: no position to wait on but its output
         text = log.read_text()
-        assert f"http://127.0.0.1:{port}/" in text
+        assert f"workbench: http://127.0.0.1:{port}/web/" in text
         token = re.search(r"token \(caseworker, 8 h\): (\S+)", text)
         assert token is not None, text
         headers = {"Authorization": f"Bearer {token.group(1)}"}
