@@ -52,7 +52,7 @@ def wait(condition: object, timeout: float = 180.0) -> float:
     started = time.monotonic()
     while not condition():  # type: ignore[operator]
         if time.monotonic() - started > timeout:
-            raise TimeoutError("not reached in time")
+            raise TimeoutError(f"not reached in time: {condition}")
         time.sleep(0.02)
     return time.monotonic() - started
 
@@ -100,10 +100,12 @@ def main() -> None:
         "JIUZHU_EVENTS_STREAM": f"B{tag}",
         "JIUZHU_EVENTS_DEADLETTER": f"b{tag}.deadletter.events",
         "JIUZHU_LOG_JSON": "true",
+        "JIUZHU_ALLOW_GENERATED_KEYS": "1",  # a scratch schema: no keys of record
     }
     takeovers: list[float] = []
     raws: list[float] = []
     with TemporaryDirectory() as logs:
+        env["JIUZHU_DATA_DIR"] = logs
         ports = [free_port(), free_port()]
 
         def start(port: int) -> subprocess.Popen[bytes]:
@@ -118,7 +120,7 @@ def main() -> None:
 
         running = {port: start(port) for port in ports}
         try:
-            wait(lambda: sorted(state(p) for p in ports) == ["active", "standby"])
+            wait(lambda: sorted(state(p) for p in ports) == ["active", "standby"], timeout=60)
             for _ in range(args.kills):
                 active = next(p for p in ports if state(p) == "active")
                 other = next(p for p in ports if p != active)
@@ -130,6 +132,11 @@ def main() -> None:
                 running[active] = start(active)
                 wait(lambda active=active: state(active) == "standby")  # type: ignore[misc]
                 raws.append(raw_release(args.database_url, 0x5EED0000 + len(raws)))
+        except TimeoutError:
+            print("states", [state(p) for p in ports], file=sys.stderr)
+            for port in ports:
+                print((Path(logs) / f"{port}.log").read_text()[-1500:], file=sys.stderr)
+            raise
         finally:
             for process in running.values():
                 process.kill()
