@@ -1,9 +1,13 @@
 """The upstream message contract: CloudEvents 1.0 JSON envelopes, one data model per type.
 
-Upstream systems publish on `relief.upstream.<type>` in CloudEvents *structured* mode: the
-body is one JSON object with the envelope attributes and the type's `data`. The message's
-identity is `source` + `id`; the optional extension attribute `correlationid` joins it to a
-conversation (e.g. the alert an application answers).
+Upstream systems publish on `relief.upstream.<type>` in either CloudEvents content mode:
+*structured* (the body is one JSON object with the envelope attributes and the type's
+`data`) or *binary* (the attributes in headers, `ce-` on NATS, RabbitMQ and Redis, `ce_` on
+Kafka, `cloudEvents:` or `cloudEvents_` from AMQP 1.0 producers; the body is the `data`
+alone), as the CloudEvents bindings define them and the official SDKs send them. The
+message's identity is `source` + `id`; the optional extension attribute `correlationid`
+joins it to a conversation (e.g. the alert an application answers); without it, a
+`correlation_id` header (what FastStream producers set) does, else the message itself.
 
 Limits the contract states (and the intake enforces, so that every accepted message makes
 events every follower can carry and fold): a body of at most MAX_BODY_BYTES; `time` an RFC
@@ -14,8 +18,10 @@ U+0000 anywhere (PostgreSQL text cannot hold it).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 from uuid import UUID
 
 import orjson
@@ -31,7 +37,7 @@ from pydantic import (
 )
 
 from domain.commands import Fen, Period, PersonalData, RegionCode, Text
-from domain.values import Programme, Verdict
+from domain.values import ONE_OFF, PaymentBasis, Programme, Verdict
 
 __all__ = [
     "EVENT_TYPES",
@@ -54,6 +60,7 @@ __all__ = [
     "UpstreamEvent",
     "VerificationReported",
     "VerificationReportedEvent",
+    "binary_attributes",
     "message_key_of",
     "parse_upstream",
 ]
@@ -205,6 +212,16 @@ class VerificationReported(CaseAddressed):
     )
 
 
+# Which programmes pay monthly and which once, from the domain's own table (domain.values).
+_PERIODS = (
+    "The month paid, 'YYYY-MM', for monthly programmes ("
+    + ", ".join(p.value for p in Programme if p.basis is PaymentBasis.MONTHLY)
+    + f"); '{ONE_OFF}' for one-off programmes ("
+    + ", ".join(p.value for p in Programme if p.basis is PaymentBasis.ONE_OFF)
+    + ")"
+)
+
+
 class PaymentSettled(CaseAddressed):
     """Finance settled a payment: paid, or failed at the bank or treasury."""
 
@@ -212,7 +229,7 @@ class PaymentSettled(CaseAddressed):
         description="Whether the money reached the household", examples=["paid"]
     )
     programme: Programme = Field(description="The programme paid", examples=["rural_dibao"])
-    period: Period
+    period: Period = Field(description=_PERIODS, examples=["2023-06", ONE_OFF])
     amount_fen: Fen
     payment_ref: Text = Field(
         description="Finance's reference of the payment", examples=["PAY-2023-06-000123"]
@@ -412,6 +429,38 @@ class BadMessageError(ValueError):
         super().__init__(f"{reason}: {detail}")
 
 
+# Header prefixes of CloudEvents attributes in binary content mode, per protocol binding.
+CE_HEADER_PREFIXES = ("ce-", "ce_", "cloudevents:", "cloudevents_")
+# The header FastStream publishers carry a correlation id in (docs/asyncapi.yaml says so).
+CORRELATION_HEADER = "correlation_id"
+
+
+def binary_attributes(headers: Mapping[str, Any]) -> dict[str, str]:
+    """CloudEvents attributes carried in headers (binary content mode); empty if none."""
+    attributes = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        prefix = next((p for p in CE_HEADER_PREFIXES if lowered.startswith(p)), None)
+        if prefix is None:
+            continue
+        if isinstance(value, datetime):
+            text = value.isoformat()
+        elif isinstance(value, int) and not isinstance(value, bool):
+            # AMQP carries `time` as a timestamp: milliseconds since the epoch, UTC.
+            text = datetime.fromtimestamp(value / 1000, UTC).isoformat()
+        else:
+            text = unquote(value.decode() if isinstance(value, bytes) else str(value))
+        attributes[lowered[len(prefix) :]] = text  # header values are percent-encoded
+    return attributes
+
+
+def _header(headers: Mapping[str, Any], name: str) -> str | None:
+    value = next((v for k, v in headers.items() if k.lower() == name), None)
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _nul_at(value: Any, path: str) -> str | None:
     """Where a U+0000 is in parsed JSON (a key or a string), or None."""
     if isinstance(value, str):
@@ -430,8 +479,13 @@ def _nul_at(value: Any, path: str) -> str | None:
     return None
 
 
-def parse_upstream(body: bytes) -> CloudEvent:
-    """The typed envelope of a message body, or BadMessageError saying what is wrong."""
+def parse_upstream(body: bytes, headers: Mapping[str, Any] | None = None) -> CloudEvent:
+    """The typed envelope of a message, or BadMessageError saying what is wrong.
+
+    Binary content mode (CloudEvents attributes in the headers) takes the body as the
+    data; structured mode takes the envelope from the body.
+    """
+    headers = headers or {}
     if len(body) > MAX_BODY_BYTES:
         detail = f"body: {len(body)} bytes, over the contract's limit of {MAX_BODY_BYTES}"
         raise BadMessageError("invalid_schema", detail)
@@ -439,8 +493,15 @@ def parse_upstream(body: bytes) -> CloudEvent:
         raw: Any = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise BadMessageError("not_json", f"body is not JSON ({error})") from None
+    if attributes := binary_attributes(headers):
+        content_type = _header(headers, "content-type")
+        raw = {**attributes, "data": raw}
+        if content_type and "datacontenttype" not in attributes:
+            raw["datacontenttype"] = content_type
     if not isinstance(raw, dict):
         raise BadMessageError("invalid_schema", "body is not a JSON object")
+    if not raw.get("correlationid") and (correlation := _header(headers, CORRELATION_HEADER)):
+        raw = {**raw, "correlationid": correlation}
     if (where := _nul_at(raw, "")) is not None:
         detail = f"{where}: contains U+0000 (NUL), which no text field may hold"
         raise BadMessageError("invalid_schema", _escaped(detail))

@@ -23,6 +23,7 @@ from projections.decoding import LogRow
 __all__ = [
     "CLAIM_CHECK",
     "EVENTS_PREFIX",
+    "STORE_ID",
     "EventMessage",
     "UndecodableEventError",
     "claim_checked",
@@ -44,6 +45,8 @@ TYPE = "type"
 CORRELATION_ID = "correlation-id"
 CAUSATION_ID = "causation-id"
 NATS_MSG_ID = "Nats-Msg-Id"
+# The event store that recorded the event (consumers.store_identity); absent before 2026-12.
+STORE_ID = "store-id"
 # An event too big for a broker message travels without its body: the consumer reads the
 # state from the event store at the notification id (a claim check; PostgreSQL has it).
 CLAIM_CHECK = "claim-check"
@@ -107,8 +110,14 @@ def _provenance(state: bytes) -> tuple[str, str]:
     return str(fields.get("correlation_id") or ""), str(fields.get("causation_id") or "")
 
 
-def encode(notification: Notification, *, prefix: str = EVENTS_PREFIX) -> EventMessage:
-    """The relief.events message for a notification of the application's log."""
+def encode(
+    notification: Notification, *, prefix: str = EVENTS_PREFIX, store: str = ""
+) -> EventMessage:
+    """The relief.events message for a notification of the application's log.
+
+    With a store id, the message says which store recorded it and its broker message id
+    includes it: two stores' events with the same (case, version) are not duplicates.
+    """
     subject, event_type = _routing(notification.topic, prefix)
     correlation, causation = _provenance(notification.state)
     version = notification.originator_version
@@ -119,7 +128,7 @@ def encode(notification: Notification, *, prefix: str = EVENTS_PREFIX) -> EventM
     )
     headers = {
         EVENT_ID: the_id,
-        NATS_MSG_ID: the_id,
+        NATS_MSG_ID: f"{store}:{the_id}" if store else the_id,
         NOTIFICATION_ID: str(notification.id),
         CASE_ID: case_id,
         VERSION: str(version),
@@ -128,6 +137,8 @@ def encode(notification: Notification, *, prefix: str = EVENTS_PREFIX) -> EventM
         CORRELATION_ID: correlation,
         CAUSATION_ID: causation,
     }
+    if store:
+        headers[STORE_ID] = store
     return EventMessage(subject, notification.state, headers, notification.id, case_id)
 
 

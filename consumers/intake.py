@@ -61,8 +61,10 @@ from faststream.redis import RedisBroker, RedisRouter, StreamSub
 from faststream.specification import AsyncAPI
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig
+from opentelemetry.trace import Span
 from pydantic import ValidationError
 
+from consumers import tracing
 from consumers.brokers import AnyBroker, make_broker
 from consumers.contracts import BadMessageError, CloudEvent, UpstreamEvent, parse_upstream
 from consumers.deadletter import (
@@ -414,7 +416,7 @@ class _Intake:
         await self.stats.count("received", times=len(deliveries))
         for delivery in deliveries:
             try:
-                event = parse_upstream(delivery.body)
+                event = parse_upstream(delivery.body, delivery.headers)
             except BadMessageError as error:
                 await self.dead_letter(delivery, error.reason, error)
                 continue
@@ -426,6 +428,9 @@ class _Intake:
             good.append((delivery, event))
         if not good:
             return []
+        spans = [_intake_span(d, e) for d, e in good] if tracing.enabled() else []
+        if spans:
+            await self._keep_traces(good, spans)
         self.stats.storing_since = time.monotonic()
         try:
             outcomes = await asyncio.to_thread(apply_batch, self.app, [e for _, e in good])
@@ -433,11 +438,14 @@ class _Intake:
             outcomes = [error] * len(good)
         finally:
             self.stats.storing_since = None
+        for span, outcome in zip(spans, outcomes, strict=False):  # no spans: tracing off
+            span.set_attribute("jiuzhu.outcome", outcome if isinstance(outcome, str) else "error")
+            span.end()
         retries: list[tuple[_Delivery, BaseException]] = []
         taken: Counter[str] = Counter()  # applied, no_effect, duplicate
         # Stream sequences of this batch settled so far (acked or dead-lettered).
         settled = {d.sequence for d in deliveries} - {d.sequence for d, _ in good}
-        tracing = _stdlib_log.isEnabledFor(logging.DEBUG)
+        debug_each = _stdlib_log.isEnabledFor(logging.DEBUG)
         for (delivery, event), outcome in zip(good, outcomes, strict=True):
             if isinstance(outcome, str):
                 settled.add(delivery.sequence)
@@ -445,7 +453,7 @@ class _Intake:
                 # (INFO before) was ~8% of the intake's samples at 500/s; one line per batch.
                 await delivery.ack()
                 taken[outcome] += 1
-                if tracing:
+                if debug_each:
                     log.debug(
                         f"upstream message {outcome.replace('_', ' ')}",
                         correlation_id=event.correlation_id,
@@ -487,6 +495,21 @@ class _Intake:
         await self.retry_later(retries)
         return [delivery for delivery, _ in retries]
 
+    async def _keep_traces(
+        self, good: Sequence[tuple[_Delivery, CloudEvent]], spans: Sequence[Span]
+    ) -> None:
+        """Keep each message's trace before its events are appended (the relay may publish
+        them at once) for the relay to continue."""
+        links = [
+            (event.causation_id, tracing.traceparent_of(span))
+            for (_, event), span in zip(good, spans, strict=True)
+        ]
+        contexts = tracing.TraceContexts(self.app.recorder.datastore)  # type: ignore[attr-defined]
+        try:
+            await asyncio.to_thread(contexts.record, links)
+        except Exception as error:  # traces are a help, never a reason to stop taking
+            log.warning("trace contexts not kept", error=repr(error))
+
     async def _earlier_on_its_way(
         self, delivery: _Delivery, event: CloudEvent, settled: set[int]
     ) -> bool:
@@ -512,7 +535,7 @@ class _Intake:
             for sequence in earlier:
                 try:
                     stored = await js.get_msg(self.places.stream, sequence)
-                    other = parse_upstream(stored.data or b"")
+                    other = parse_upstream(stored.data or b"", stored.headers or {})
                 except (BadMessageError, nats.js.errors.NotFoundError):
                     continue  # never about a household, or gone from the stream
                 if getattr(other.data, "household_id", None) == household:
@@ -585,6 +608,15 @@ class _Intake:
             await asyncio.sleep(self.retry_delay)  # once for the batch
         for delivery, _ in retries:
             await delivery.nack()
+
+
+def _intake_span(delivery: _Delivery, event: CloudEvent) -> Span:
+    """The message's span, continuing the producer's trace (CloudEvents' or W3C's)."""
+    extra = event.model_extra or {}
+    parent = extra.get(tracing.TRACEPARENT) or tracing.header(delivery.headers)
+    return tracing.start_span(
+        f"intake {event.type}", parent, **{"messaging.message.id": event.message_key}
+    )
 
 
 def _rabbit_tag(message: RabbitMessage) -> int:
@@ -800,8 +832,13 @@ def build_intake(
             title="jiuzhu upstream intake",
             version="1.0.0",
             description=(
-                "Upstream systems publish CloudEvents 1.0 (structured JSON) on "
-                f"{subject_prefix}.<type>; bad messages go to {deadletter_subject}."
+                "Upstream systems publish CloudEvents 1.0 on "
+                f"{subject_prefix}.<type>, in structured mode (one JSON envelope) or binary "
+                "mode (attributes in ce- headers, ce_ on Kafka, cloudEvents: or "
+                "cloudEvents_ from AMQP 1.0; the body is the data). The correlation id is "
+                "the envelope's correlationid extension attribute; without it, the "
+                "correlation_id header; without either, the message itself (source/id). "
+                f"Bad messages go to {deadletter_subject}."
             ),
         ),
     )

@@ -64,6 +64,7 @@ class LeaseState:
     since: float = field(default_factory=time.time)
     takeovers: int = 0  # times this instance became active
     lost: int = 0  # times it lost the lease while active
+    reachable: bool = True  # whether the last attempt reached PostgreSQL at all
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     def as_dict(self) -> dict[str, object]:
@@ -74,6 +75,7 @@ class LeaseState:
             "since": self.since,
             "takeovers": self.takeovers,
             "lost": self.lost,
+            "reachable": self.reachable,
             "holder": self.holder,
         }
 
@@ -100,6 +102,7 @@ class Lease:
             return True
         try:
             conn = await self._connection()
+            self.status.reachable = True
             taken: list[int] = []
             for key in self.keys.values():
                 row = await (
@@ -117,7 +120,9 @@ class Lease:
             for key in taken:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         except (psycopg.Error, OSError, TimeoutError) as error:
-            log.warning("lease connection failed", error=str(error))
+            if self.status.reachable:  # once per outage, not at every poll
+                log.warning("lease connection failed", error=str(error))
+            self.status.reachable = False
             await self._drop()
         return False
 

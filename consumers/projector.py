@@ -5,6 +5,12 @@ every read model of projections.registry (one transaction for all of them, each 
 model's tracking inside it), then acknowledged. Redelivered events are at or below a read
 model's tracked position and change nothing. A message that cannot be decoded is
 dead-lettered with the reason, logged and counted, never dropped silently.
+
+The broker is transport only; PostgreSQL is the record. Messages another event store
+published (another deployment on the same broker) are refused and counted. Notification
+ids the broker did not deliver (dropped as duplicates, lost, dead-lettered) are read from
+the event store's log before the batch is applied, and counted; ids the log itself never
+had (rolled-back sequence values) are fine.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Annotated, Any, Protocol
 from uuid import UUID
 
 import structlog
-from eventsourcing.persistence import IntegrityError, Mapper
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Mapper
 from eventsourcing.postgres import PostgresDatastore
 from faststream import AckPolicy, Context
 from faststream.kafka import KafkaBroker
@@ -31,9 +37,17 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as NatsAckPolicy
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
+from opentelemetry.trace import Span
 
+from consumers import tracing
 from consumers.brokers import AnyBroker
-from consumers.event_messages import CLAIM_CHECK, UndecodableEventError, log_row
+from consumers.event_messages import (
+    CLAIM_CHECK,
+    NOTIFICATION_ID,
+    STORE_ID,
+    UndecodableEventError,
+    log_row,
+)
 from consumers.nats_pull import ConsumerGoneError, Puller
 from consumers.rabbit_order import DeliveryRuns
 from consumers.streams import EventsDestination
@@ -44,9 +58,11 @@ __all__ = [
     "DeadLetterer",
     "Feed",
     "Incoming",
+    "LogSource",
     "Projector",
     "ProjectorStats",
     "StoppingError",
+    "log_source",
     "stored_states",
     "subscribe_projector",
 ]
@@ -65,6 +81,9 @@ IDLE_FETCH_SECONDS = 1.0
 # BATCH_LINGER_SECONDS. Fewer, fuller batches mean fewer read-model transactions.
 BATCH_LINGER_SECONDS = 0.05
 BATCH_QUIET_SECONDS = 0.005
+# At most this many missing notifications are read from the log for one batch; a larger
+# gap is filled over the next batches (what the broker delivered past it waits for them).
+GAP_READ_LIMIT = 20_000
 # A batch whose tracking record collides with another writer's is tried again this often.
 CONFLICT_RETRIES = 3
 
@@ -74,6 +93,28 @@ class DeadLetterer(Protocol):
 
     async def __call__(self, headers: Mapping[str, Any], body: bytes, reason: str) -> None:
         """Return once the dead letter is stored."""
+
+
+class LogSource(Protocol):
+    """Rows of the event store's log between two notification ids (exclusive), in order."""
+
+    def __call__(self, after: int, before: int, limit: int) -> list[LogRow]:
+        """At most `limit` rows with after < notification id < before."""
+
+
+def log_source(recorder: ApplicationRecorder) -> LogSource:
+    """Gaps read from an application's notification log (the event store itself)."""
+
+    def rows(after: int, before: int, limit: int) -> list[LogRow]:
+        if before - after <= 1:
+            return []
+        found = recorder.select_notifications(after + 1, limit, stop=before - 1)
+        return [
+            (n.id, UUID(str(n.originator_id)), n.originator_version, n.topic, n.state)
+            for n in found
+        ]
+
+    return rows
 
 
 class StoppingError(Exception):
@@ -87,7 +128,10 @@ class ProjectorStats:
     received: int = 0
     applied: int = 0
     batches: int = 0
+    batch_seconds: float = 0.0  # time spent in batches, decoding to commit
     dead_lettered: int = 0
+    foreign: int = 0  # refused: published by another event store
+    recovered: int = 0  # read from the log: the broker did not deliver them
     position: int = 0
     failing: bool = False
     faults: int = 0
@@ -107,8 +151,13 @@ class Projector:
         application_name: str,
         deadletter: DeadLetterer,
         claims: Callable[[Sequence[int]], dict[int, bytes]] | None = None,
+        store: str | None = None,
+        log_source: LogSource | None = None,
     ) -> None:
         self.read_models = list(read_models)
+        self.store = store  # None: take messages from any store (tests, benchmarks)
+        self.log_source = log_source  # None: no gap filling
+        self._known: int | None = None  # everything up to it applied (None: ask the models)
         self._by_datastore: dict[PostgresDatastore, list[ReadModel]] = {}
         # By name: the order `jiuzhu rebuild` locks live tables in when it swaps them.
         for model in sorted(self.read_models, key=lambda m: m.name):
@@ -136,22 +185,104 @@ class Projector:
         if self.stopping.is_set():
             raise StoppingError
         async with self._busy:
+            started = time.perf_counter()
             self.stats.received += len(batch)
             rows: dict[int, tuple[LogRow, Incoming]] = {}
+            foreign = 0
             for headers, body in batch:
+                origin = headers.get(STORE_ID)
+                if self.store is not None and origin is not None and origin != self.store:
+                    foreign += 1
+                    continue
                 try:
                     row = log_row(headers, body)
                 except UndecodableEventError as error:
                     await self._dead_letter(headers, body, str(error))
                     continue
+                if self.store is not None and origin is None:
+                    # Of unknown origin (an older relay, another publisher): refused, and
+                    # if it was ours, the gap it leaves is read from the log.
+                    foreign += 1
+                    continue
                 rows.setdefault(row[0], (row, (headers, body)))  # a repeat is the same event
-            await self._redeem(rows)
-            # Brokers deliver in order; sorting guards the skip-by-position within a batch.
-            events = await self._decode([rows[position] for position in sorted(rows)])
+            if foreign:
+                self._refuse(foreign, batch)
+            spans = _projector_spans(rows) if tracing.enabled() else []
+            while rows:
+                # A gap too large to fill at once leaves the rows past it for the next turn.
+                later = await self._fill_gaps(rows) if self.log_source is not None else {}
+                await self._apply_rows(rows)
+                if later and self.stopping.is_set():
+                    raise StoppingError
+                rows = later
+            for span in spans:
+                span.end()
+            self.stats.batches += 1
+            self.stats.batch_seconds += time.perf_counter() - started
+            self.stats.heartbeat = time.monotonic()
+
+    async def _apply_rows(self, rows: dict[int, tuple[LogRow, Incoming]]) -> None:
+        await self._redeem(rows)
+        # Brokers deliver in order; sorting guards the skip-by-position within a batch.
+        events = await self._decode([rows[position] for position in sorted(rows)])
+        try:
             if events:
                 await self._apply(events)
-            self.stats.batches += 1
-            self.stats.heartbeat = time.monotonic()
+        except BaseException:
+            self._known = None  # ask the read models again next time
+            raise
+        if rows and self._known is not None:
+            self._known = max(self._known, max(rows))
+
+    def _refuse(self, count: int, batch: Sequence[Incoming]) -> None:
+        self.stats.foreign += count
+        stores = sorted({str(h.get(STORE_ID, "")) for h, _ in batch} - {self.store or ""})
+        log.warning(
+            "relief.events from another event store refused",
+            count=count,
+            stores=stores[:3],
+            refused=self.stats.foreign,
+        )
+
+    async def _fill_gaps(
+        self, rows: dict[int, tuple[LogRow, Incoming]]
+    ) -> dict[int, tuple[LogRow, Incoming]]:
+        """Add from the log what the broker skipped between the position and the batch.
+
+        Returns the rows to apply after these (past a gap larger than GAP_READ_LIMIT).
+        """
+        assert self.log_source is not None
+        if self._known is None:
+            self._known = await asyncio.to_thread(self.position)
+        expected, gaps = self._known + 1, []
+        for position in sorted(rows):
+            if position > expected:
+                gaps.append((expected - 1, position))
+            expected = max(expected, position + 1)
+        budget, later = GAP_READ_LIMIT, {}
+        for after, before in gaps:
+            if budget <= 0:
+                later = {p: rows.pop(p) for p in [p for p in rows if p > after]}
+                break
+            found = await asyncio.to_thread(self.log_source, after, before, budget + 1)
+            if len(found) > budget:
+                found = found[:budget]
+                later = {p: rows.pop(p) for p in [p for p in rows if p > found[-1][0]]}
+            for row in found:
+                rows[row[0]] = (row, ({NOTIFICATION_ID: str(row[0]), "read-from": "log"}, row[4]))
+            budget -= len(found)
+            self.stats.recovered += len(found)
+            if found:
+                log.warning(
+                    "notifications the broker did not deliver read from the log",
+                    after=after,
+                    before=before,
+                    read=len(found),
+                    recovered=self.stats.recovered,
+                )
+            if later:
+                break
+        return later
 
     async def _redeem(self, rows: dict[int, tuple[LogRow, Incoming]]) -> None:
         """Read the state of claim-checked events back from the event store."""
@@ -212,6 +343,7 @@ class Projector:
             try:
                 applied = await asyncio.to_thread(self._apply_together, events)
             except IntegrityError:
+                self._known = None
                 # Another projector committed these events meanwhile (two were active for
                 # a moment while the lease changed hands): the retry reads the positions
                 # again and skips what it applied. Over and over, it is a bug: halt.
@@ -254,6 +386,22 @@ class Projector:
             done = apply_together(datastore, models, events, application_name=self.application_name)
             applied = max(applied, done)
         return applied
+
+
+def _projector_spans(rows: Mapping[int, tuple[LogRow, Incoming]]) -> list[Span]:
+    """Spans continuing the traces the relay passed on (a traceparent header)."""
+    spans = []
+    for row, (headers, _) in rows.values():
+        parent = tracing.header(headers)
+        if parent is not None:
+            spans.append(
+                tracing.start_span(
+                    f"project {row[3].rpartition(':')[2]}",
+                    parent,
+                    **{"jiuzhu.notification_id": row[0]},
+                )
+            )
+    return spans
 
 
 def stored_states(app: Any, notification_ids: Sequence[int]) -> dict[int, bytes]:

@@ -16,10 +16,14 @@ from dataclasses import dataclass, field
 import psycopg
 import structlog
 from eventsourcing.postgres import PostgresApplicationRecorder
+from opentelemetry.trace import Span
 from psycopg.sql import SQL, Identifier
 
-from consumers.event_messages import EventMessage, encode
+from consumers import tracing
+from consumers.event_messages import CAUSATION_ID, TYPE, EventMessage, encode
+from consumers.store_identity import store_identity
 from consumers.streams import EventsDestination, Publisher
+from consumers.tracing import TraceContexts
 from projections.base import DDL_XACT_LOCK
 
 __all__ = ["Relay", "RelayPosition", "RelayStats"]
@@ -78,6 +82,7 @@ class RelayStats:
     position: int = 0
     published: int = 0
     windows: int = 0
+    window_seconds: float = 0.0  # time spent publishing windows until the broker acked
     faults: int = 0
     failing: bool = False  # the last turn met a fault: waiting for the broker or database
     caught_up: bool = False
@@ -104,6 +109,7 @@ class Relay:
         self.window = window
         self.positions = RelayPosition(recorder, f"{publisher.kind}:{destination.stream}")
         self.stats = RelayStats()
+        self.store = ""  # the event store's id, read when the relay starts
         self._wakeup = asyncio.Event()
 
     def healthy(self, *, stale_after: float = 10.0) -> bool:
@@ -123,6 +129,9 @@ class Relay:
                 try:
                     if not created:  # in the loop: the database may be away at the start too
                         await asyncio.to_thread(self.positions.create_table)
+                        self.store = await asyncio.to_thread(
+                            store_identity, self.recorder.datastore
+                        )
                         created = True
                     await self._relay(stopping)
                 except Exception as error:
@@ -163,7 +172,12 @@ class Relay:
                 last = messages[-1].notification_id
                 # Read (and encode) the next window while this one is on the wire.
                 reading = self._read(last)
+                publishing = time.perf_counter()
+                spans = await self._traced(messages) if tracing.enabled() else []
                 await self.publisher.publish(messages)
+                for span in spans:
+                    span.end()
+                self.stats.window_seconds += time.perf_counter() - publishing
                 self.stats.failing = False
                 if recording is not None:
                     await recording
@@ -180,6 +194,29 @@ class Relay:
             if recording is not None:
                 await recording  # a stopping relay leaves its last position recorded
 
+    async def _traced(self, messages: list[EventMessage]) -> list[Span]:
+        """Spans continuing the traces of the upstream messages that caused these events."""
+        contexts = TraceContexts(self.recorder.datastore)
+        try:
+            found = await asyncio.to_thread(
+                contexts.find, [m.headers.get(CAUSATION_ID, "") for m in messages]
+            )
+        except Exception as error:  # traces are a help, never a reason to stop relaying
+            log.warning("trace contexts not read", error=repr(error))
+            return []
+        spans = []
+        for message in messages:
+            parent = found.get(message.headers.get(CAUSATION_ID, ""))
+            if parent is not None:
+                span = tracing.start_span(
+                    f"relay {message.headers.get(TYPE, '')}",
+                    parent,
+                    **{"jiuzhu.notification_id": message.notification_id},
+                )
+                message.headers[tracing.TRACEPARENT] = tracing.traceparent_of(span)
+                spans.append(span)
+        return spans
+
     def _read(self, after: int) -> asyncio.Task[list[EventMessage]]:
         # A NOTIFY arriving from now on means there may be more than this read sees.
         self._wakeup.clear()
@@ -191,7 +228,7 @@ class Relay:
             start=after, limit=self.window, inclusive_of_start=False
         )
         prefix = self.destination.prefix
-        return [encode(n, prefix=prefix) for n in notifications]
+        return [encode(n, prefix=prefix, store=self.store) for n in notifications]
 
     async def _listen(self, stopping: asyncio.Event) -> None:
         """Wake the relay on the event store's NOTIFY (sent when events commit)."""

@@ -158,6 +158,7 @@ class PayrollCycle(Aggregate):
             cycle.settled = {}
             cycle.approver = None
             cycle.exports = 0
+            cycle.findings = []
 
     class EntitlementsListed(Event):
         """Some of the cycle's entitlements, as instructions (all are saved with Prepared)."""
@@ -216,6 +217,9 @@ class PayrollCycle(Aggregate):
 
         items: list[list[Any]]
 
+        def apply_to(self, cycle: PayrollCycle) -> None:
+            cycle.findings.extend(list(item) for item in self.items)
+
     if TYPE_CHECKING:  # set by Prepared
         month: str
         programme: str
@@ -229,6 +233,7 @@ class PayrollCycle(Aggregate):
         instructions: dict[str, Instruction]
         settled: dict[str, tuple[str, str]]  # instruction -> (outcome, payment reference)
         exports: int
+        findings: list[list[Any]]  # the reconciliation's findings, in the order found
 
     # -- commands -----------------------------------------------------------------------
 

@@ -128,7 +128,7 @@ def prepare_command(
 @app.command("show")
 @user_errors
 def show_command(cycle: CycleArg, actor: ActorOpt = None, role: RoleOpt = None) -> None:
-    """A cycle's status and totals, and what changed since it was prepared."""
+    """A cycle's status, totals and reconciliation findings, and what changed since preparing."""
     settings = load_settings()
     person = who(settings, actor, role)
     with _payroll(settings) as (casework, ledger):
@@ -152,6 +152,16 @@ def _summary(cycle: Any) -> dict[str, Any]:
         "paid": sum(1 for outcome, _ in settled if outcome == "paid"),
         "failed": sum(1 for outcome, _ in settled if outcome == "failed"),
         "outstanding": len(cycle.outstanding),
+        "findings": [
+            dict(
+                zip(
+                    ("kind", "instruction_id", "payment_ref", "amount_fen", "detail"),
+                    f,
+                    strict=True,
+                )
+            )
+            for f in cycle.findings
+        ],
     }
 
 

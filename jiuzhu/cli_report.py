@@ -15,7 +15,19 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from rich.table import Table
 
-from jiuzhu.cli_common import console, fail, load_settings, print_json
+from domain.errors import PermissionDeniedError
+from domain.roles import Role, may_read
+from jiuzhu.cli_common import (
+    ActorOpt,
+    RoleOpt,
+    Who,
+    console,
+    fail,
+    load_settings,
+    print_json,
+    user_errors,
+    who,
+)
 from jiuzhu.runtime import endpoints
 from projections import (
     deadlines,
@@ -120,6 +132,7 @@ def write_csv(result: Report, file: TextIO) -> None:
     writer.writerows(_plain(row) for row in result.rows)
 
 
+@user_errors
 def report(
     name: Annotated[str, typer.Argument(help=f"One of: {', '.join(REPORTS)}", show_default=False)],
     region: Annotated[
@@ -136,6 +149,8 @@ def report(
     schema: Annotated[
         str | None, typer.Option(help="Schema of the read models (default: JIUZHU_DB_SCHEMA)")
     ] = None,
+    actor: ActorOpt = None,
+    role: RoleOpt = None,
 ) -> None:
     """Print a report from the read models: funnel, tasks, payments, time to support, ..."""
     if name not in REPORTS:
@@ -145,6 +160,7 @@ def report(
     except ValueError as error:
         raise fail(str(error)) from None
     settings = load_settings()
+    _authorise(who(settings, actor, role))
     with endpoints(settings) as ends:
         schema = schema or settings.db_schema
         datastore = read_model_datastore(ends.database_url, schema=schema, pool_size=1)
@@ -155,6 +171,12 @@ def report(
         finally:
             datastore.close()
     render(result, output)
+
+
+def _authorise(person: Who) -> None:
+    """Reports are read as the API reads them (api/routes/reports.py): by a reader."""
+    if person.role not in set(Role) or not may_read(Role(person.role), "read_history"):
+        raise PermissionDeniedError(person.actor, person.role, "read_history")
 
 
 def render(result: Report, output: Format) -> None:

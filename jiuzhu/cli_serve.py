@@ -14,7 +14,7 @@ from jiuzhu.logging import configure_logging
 from jiuzhu.runtime import endpoints
 from jiuzhu.serve import COMPONENTS, ServeSettings, serve
 
-__all__ = ["Component", "serve_command"]
+__all__ = ["Component", "serve_command", "with_health_host"]
 
 
 class Component(StrEnum):
@@ -47,6 +47,7 @@ def serve_command(
     configure_logging(settings.log_json)
     with endpoints(settings, broker=True) as ends:
         assert ends.broker_url is not None  # endpoints(broker=True) always gives one
+        options = with_health_host(options, embedded=ends.embedded)
         status = asyncio.run(
             serve(
                 components,
@@ -57,6 +58,14 @@ def serve_command(
             )
         )
     raise typer.Exit(status)
+
+
+def with_health_host(options: ServeSettings, *, embedded: bool) -> ServeSettings:
+    """/health on loopback when everything is embedded (a laptop), else on every interface
+    (a container's probe comes from outside it), unless JIUZHU_HEALTH_HOST says."""
+    if options.health_host:
+        return options
+    return options.model_copy(update={"health_host": "127.0.0.1" if embedded else "0.0.0.0"})
 
 
 if __name__ == "__main__":  # `python -m jiuzhu.cli_serve relay`

@@ -11,26 +11,33 @@ import asyncio
 import json
 import signal
 from collections.abc import Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import nats.errors
+import psycopg
 import structlog
+from eventsourcing.persistence import PersistenceError
 from eventsourcing.postgres import PostgresApplicationRecorder
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.server import start_api
-from consumers.brokers import broker_connected, make_broker
+from consumers import tracing
+from consumers.brokers import AnyBroker, broker_connected, make_broker
 from consumers.lease import UNLEASED_ROLES, Lease, LeaseState, run_leased
-from consumers.projector import Feed, Projector, stored_states, subscribe_projector
+from consumers.projector import Feed, Projector, log_source, stored_states, subscribe_projector
 from consumers.relay import Relay
+from consumers.store_identity import store_identity
 from consumers.streams import BrokerDeadLetterer, EventsDestination, declare_events, make_publisher
 from domain.application import CaseWork
 from jiuzhu.audit.casework import AuditedCaseWork
 from jiuzhu.audit.courier import carry_checkpoints
 from jiuzhu.bootstrap import casework
 from jiuzhu.logging import quiet_access_log
+from jiuzhu.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from jiuzhu.metrics import ProcessMetrics
 from jiuzhu.settings import Settings
 from processes.clock import start_clock
 from projections.base import read_model_datastore
@@ -39,6 +46,17 @@ from projections.registry import READ_MODELS
 __all__ = ["COMPONENTS", "ServeSettings", "Service", "serve"]
 
 log = structlog.get_logger("jiuzhu.serve")
+
+# A process that cannot start (database or broker away) tries again this often; a fault
+# of another kind (a bad setting) ends it at once, naming it.
+START_RETRY_SECONDS = 2.0
+STARTUP_FAULTS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    psycopg.Error,
+    PersistenceError,  # eventsourcing's, wrapping psycopg's
+    nats.errors.Error,
+)
 
 COMPONENTS = ("intake", "relay", "projector", "clock", "api")
 
@@ -85,6 +103,21 @@ class ServeSettings(BaseSettings):
     checkpoint_publish_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="How often the relay carries new checkpoints"
     )
+    health_host: str | None = Field(
+        default=None,
+        description="Address /health (and /metrics) listen on; empty: 127.0.0.1 in the "
+        "embedded mode, every interface (0.0.0.0) with configured servers",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces; "
+        "empty: no tracing",
+    )
+    events_durable: str = Field(
+        default="projector",
+        description="The projector's durable consumer / group (one per event store sharing "
+        "a stream)",
+    )
 
     # Upstream messages and dead letters carry personal data in clear: NATS drops them after
     # this many days (0: kept as long as the stream's limits allow). An intake outage must
@@ -106,6 +139,7 @@ class ServeSettings(BaseSettings):
             prefix=self.events_prefix,
             stream=self.events_stream,
             deadletter=self.events_deadletter,
+            durable=self.events_durable,
         )
 
 
@@ -118,6 +152,7 @@ class Health:
     # Whether a component is waiting out an outage (alive, resuming on its own).
     degraded: dict[str, Callable[[], bool]] = field(default_factory=dict)
     lease: LeaseState | None = None  # None: no lease (every instance works)
+    metrics: Callable[[], bytes] | None = None  # /metrics, Prometheus's text format
 
     def report(self) -> tuple[bool, dict[str, Any]]:
         """Whether all are healthy, and the body to answer with.
@@ -135,8 +170,11 @@ class Health:
                 "ok" if component["healthy"] else "degraded" if waiting and waiting() else "down"
             )
         if self.lease is not None and self.lease.state == "standby":
-            # A hot standby is healthy: it is doing its job, waiting to take over.
-            return True, {"healthy": True, "status": "ok", "state": "standby", "components": {}}
+            # A hot standby is healthy: it is doing its job, waiting to take over; one
+            # that cannot reach PostgreSQL could not take over: degraded until it can.
+            ok = self.lease.reachable
+            status = "ok" if ok else "degraded"
+            return ok, {"healthy": ok, "status": status, "state": "standby", "components": {}}
         healthy = bool(components) and all(c["healthy"] for c in components.values())
         statuses = {c["status"] for c in components.values()}
         status = "ok" if healthy else "down" if "down" in statuses or not statuses else "degraded"
@@ -149,14 +187,18 @@ class Health:
         try:
             request = await asyncio.wait_for(reader.readline(), 5.0)
             path = request.split()[1].decode() if len(request.split()) > 1 else "/"
+            content_type = "application/json"
             if path.rstrip("/") in ("/health", ""):
                 healthy, body = self.report()
                 status = "200 OK" if healthy else "503 Service Unavailable"
+                payload = json.dumps(body).encode()
+            elif path == "/metrics" and self.metrics is not None:
+                status, content_type = "200 OK", METRICS_CONTENT_TYPE
+                payload = await asyncio.to_thread(self.metrics)
             else:
-                status, body = "404 Not Found", {"error": "try /health"}
-            payload = json.dumps(body).encode()
+                status, payload = "404 Not Found", b'{"error": "try /health or /metrics"}'
             writer.write(
-                f"HTTP/1.0 {status}\r\nContent-Type: application/json\r\n"
+                f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(payload)}\r\n\r\n".encode()
                 + payload
             )
@@ -178,8 +220,8 @@ class Service:
         broker_url: str,
         settings: Settings,
         options: ServeSettings,
-        health: Health | None = None,
         stopping: asyncio.Event | None = None,
+        metrics: ProcessMetrics | None = None,
     ) -> None:
         self.components = components
         self.database_url = database_url
@@ -187,8 +229,9 @@ class Service:
         self.settings = settings
         self.options = options
         self.destination = options.destination()
-        self.health = health or Health()
+        self.health = Health()
         self.stopping = stopping or asyncio.Event()
+        self.metrics = metrics
         self.relay: Relay | None = None
         self.projector: Projector | None = None
         self.running: list[asyncio.Task[Any]] = []
@@ -226,7 +269,13 @@ class Service:
         if "intake" in self.components:
             self.running.append(
                 await _start_intake(
-                    stack, app, self.broker_url, self.health, self.stopping, self.options
+                    stack,
+                    app,
+                    self.broker_url,
+                    self.health,
+                    self.stopping,
+                    self.options,
+                    self._observe,
                 )
             )
         if "clock" in self.components:
@@ -238,6 +287,7 @@ class Service:
         stack, destination = self._stack, self.destination
         broker = make_broker(self.broker_url)
         quiet_access_log(broker)
+        self._observe(broker)
         # Every read model applies a batch in ONE transaction (apply_together), so two
         # connections carry the projector; one per read model (13 now) only crowded
         # PostgreSQL's max_connections when replicas run side by side.
@@ -254,6 +304,8 @@ class Service:
             application_name=app.name,
             deadletter=BrokerDeadLetterer(broker, destination),
             claims=lambda ids: stored_states(app, ids),
+            store=await asyncio.to_thread(store_identity, app.recorder.datastore),  # type: ignore[attr-defined]
+            log_source=log_source(app.recorder),
         )
         feed = subscribe_projector(
             broker,
@@ -280,6 +332,7 @@ class Service:
     async def _start_relay(self, app: CaseWork) -> None:
         broker = make_broker(self.broker_url)
         quiet_access_log(broker)
+        self._observe(broker)
         await declare_events(broker, self.destination)
         self._stack.push_async_callback(broker.stop)
         self.relay = relay = Relay(
@@ -304,6 +357,11 @@ class Service:
         self.health.checks["relay"] = lambda: relay.healthy() and broker_connected(broker)
         self.health.figures["relay"] = _relay_figures(relay)
         self.health.degraded["relay"] = lambda: relay.degraded() or not broker_connected(broker)
+
+    def _observe(self, broker: AnyBroker) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(broker)
+        tracing.observe(broker)
 
     async def wait(self) -> int:
         """Until stopping is set or a component ends; the exit status (1: one failed)."""
@@ -335,29 +393,63 @@ async def serve(
         loop.add_signal_handler(signum, stopping.set)
     lease = Lease(database_url, scope=settings.db_schema, roles=components - UNLEASED_ROLES)
     health = Health(lease=lease.status if lease.keys else None)
+    metrics = ProcessMetrics(
+        figures=lambda: {name: figures() for name, figures in health.figures.items()},
+        lease=health.lease,
+        database_url=database_url,
+        schema=settings.db_schema,
+    )
+    health.metrics = metrics.render
+    if options.otlp_endpoint:
+        name = f"jiuzhu-{'-'.join(sorted(components))}"
+        tracing.configure(tracing.otlp_provider(options.otlp_endpoint, name))
 
     async def work(halt: asyncio.Event) -> int:
-        service = Service(
-            components,
-            database_url=database_url,
-            broker_url=broker_url,
-            settings=settings,
-            options=options,
-            health=health,
-            stopping=halt,
-        )
-        async with service:
-            log.info("serving", components=sorted(components), stream=service.destination.stream)
-            return await service.wait()
+        while not halt.is_set():
+            service = Service(
+                components,
+                database_url=database_url,
+                broker_url=broker_url,
+                settings=settings,
+                options=options,
+                stopping=halt,
+                metrics=metrics,
+            )
+            try:
+                await service.__aenter__()
+            except STARTUP_FAULTS as error:
+                # The database or broker away at the start: wait for it like any outage.
+                log.warning("cannot start yet, retrying", error=repr(error))
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(halt.wait(), START_RETRY_SECONDS)
+                continue
+            # Served once every component started: a half-started process is not healthy.
+            served = service.health
+            health.checks, health.figures, health.degraded = (
+                served.checks,
+                served.figures,
+                served.degraded,
+            )
+            try:
+                stream = service.destination.stream
+                log.info("serving", components=sorted(components), stream=stream)
+                return await service.wait()
+            finally:
+                health.checks, health.figures, health.degraded = {}, {}, {}
+                await service.__aexit__(None, None, None)
+        return 0
 
     server = None
     if options.health_port:
-        server = await asyncio.start_server(health.answer, "0.0.0.0", options.health_port)
+        host = options.health_host or "0.0.0.0"
+        server = await asyncio.start_server(health.answer, host, options.health_port)
     try:
         status = await run_leased(lease, stopping, work)
     finally:
         if server is not None:
             server.close()
+        if (provider := tracing.provider()) is not None:
+            provider.shutdown()  # the last spans are exported
     log.info("stopped", status=status)
     return status
 
@@ -385,6 +477,11 @@ def _projector_figures(projector: Projector) -> Callable[[], dict[str, Any]]:
             "applied": stats.applied,
             "position": stats.position,
             "dead_lettered": stats.dead_lettered,
+            "received": stats.received,
+            "batches": stats.batches,
+            "batch_seconds": round(stats.batch_seconds, 6),
+            "foreign": stats.foreign,
+            "recovered": stats.recovered,
             "failing": stats.failing,
             "parked": stats.parked,
             "halted": stats.halted,
@@ -401,6 +498,8 @@ def _relay_figures(relay: Relay) -> Callable[[], dict[str, Any]]:
             "published": stats.published,
             "faults": stats.faults,
             "failing": stats.failing,
+            "windows": stats.windows,
+            "window_seconds": round(stats.window_seconds, 6),
         }
 
     return figures
@@ -413,6 +512,7 @@ async def _start_intake(
     health: Health,
     stopping: asyncio.Event,
     options: ServeSettings,
+    observe: Callable[[AnyBroker], None],
 ) -> asyncio.Task[Any]:
     """The upstream intake, as consumers.intake.build_intake wires it (its own module),
     watched by consumers.intake_runner (started again if its connection closed for good)."""
@@ -436,6 +536,7 @@ async def _start_intake(
             deadletter_max_age=options.deadletter_retention_seconds(),
         )
         quiet_access_log(broker)
+        observe(broker)
         return broker, intake
 
     runner = IntakeRunner(make, stats)

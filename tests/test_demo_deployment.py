@@ -32,7 +32,7 @@ def test_demo_uses_the_running_pipeline_and_leaves_it_active(
         stderr=subprocess.STDOUT,
     )
     try:
-        the_active([deployment])
+        the_active([deployment], timeout=120)
         done = subprocess.run(
             [str(JIUZHU), "demo", "--households", "3", "--json"],
             env={**env, "JIUZHU_HEALTH_PORT": "0"},

@@ -80,6 +80,13 @@ def test_prepare_approve_export_settle_from_the_command_line(
     assert (settled["paid"], settled["paid_fen"], settled["findings"]) == (
         3, 205000, {"unknown_instruction": 1},
     )  # fmt: skip
+    code, out = run(runner, "auditor-7", "auditor", "show", name)
+    assert code == 0, out
+    reconciled = json.loads(out)
+    assert (reconciled["paid"], reconciled["outstanding"]) == (3, 0)
+    assert [(f["kind"], f["amount_fen"]) for f in reconciled["findings"]] == [
+        ("unknown_instruction", 100)
+    ]
     code, out = run(runner, "bank", "upstream_system", "settle", name, str(tmp_path / "nope.csv"))
     assert (code, "is not a file" in out) == (1, True)
     bad = tmp_path / "bad.csv"

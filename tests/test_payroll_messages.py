@@ -49,8 +49,7 @@ def test_a_settlement_message_pays_the_case_once_and_a_second_one_is_a_finding(
     cycle = load_cycle(app, prepared.cycle_id)
     assert cycle.settled == {instruction: ("paid", "BANK-1")}
     assert app.get_case(case_id).paid_total_fen == 65000
-    findings = [e for e in app.events.get(cycle.id) if isinstance(e, PayrollCycle.FindingsRecorded)]
-    assert [f.items[0][:3] for f in findings] == [["double_settlement", instruction, "BANK-2"]]
+    assert [f[:3] for f in cycle.findings] == [["double_settlement", instruction, "BANK-2"]]
     unknown = parse_upstream(settled(household, "m-3", "PI-2023-06-rural_dibao-610523-000009", "B"))
     [error] = apply_batch(app, [unknown])
     assert "no payroll instruction has this id" in str(error)

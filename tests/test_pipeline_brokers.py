@@ -13,6 +13,7 @@ import pytest
 
 from consumers.brokers import AnyBroker, make_broker
 from consumers.event_messages import encode
+from consumers.store_identity import store_identity
 from consumers.streams import DEADLETTER_REASON, EventsDestination, make_publisher
 from domain.application import CaseWork
 from jiuzhu.serve import ServeSettings, Service
@@ -238,8 +239,9 @@ def test_nats_drops_a_republished_window_by_event_id(app: CaseWork, pg_schema: s
             js = broker.config.connection_state.stream
             count = (await js.stream_info(destination.stream)).state.messages
             notifications = app.recorder.select_notifications(start=0, limit=1000)
+            store = store_identity(app.recorder.datastore)  # type: ignore[attr-defined]
             for n in notifications:  # what a relay killed before recording its position resends
-                m = encode(n, prefix=destination.prefix)
+                m = encode(n, prefix=destination.prefix, store=store)
                 ack = await js.publish(m.subject, m.body, headers=m.headers)
                 assert ack.duplicate
             assert (await js.stream_info(destination.stream)).state.messages == count

@@ -17,7 +17,7 @@ from uuid import uuid4
 
 import pytest
 
-from consumers.lease import Lease, lease_key
+from consumers.lease import Lease, LeaseState, lease_key
 from domain.application import CaseWork
 from tests.conftest import DATABASE_URL
 from tests.test_case_status import expected_rows, varied_cases
@@ -59,6 +59,7 @@ def pipeline_env(schema: str) -> tuple[dict[str, str], object]:
         "JIUZHU_LOG_JSON": "true",
         "JIUZHU_RELAY_WINDOW": "100",
         "JIUZHU_PROJECTOR_BATCH": "100",
+        "JIUZHU_POOL_SIZE": "2",  # six processes on a PostgreSQL other tests share
         **{
             f"JIUZHU_{name.upper()}": str(value)
             for name, value in options.model_dump().items()
@@ -133,8 +134,8 @@ def kill_actives(
         finally:
             writing_done.set()
 
-    for role in ROLES:
-        the_active(running[role])
+    for role in ROLES:  # six Pythons starting at once: slow on a loaded machine
+        the_active(running[role], timeout=180)
     writer = threading.Thread(target=write)
     writer.start()
     households = [f"HH-{uuid4().hex[:8]}" for _ in kills]
@@ -148,7 +149,7 @@ def kill_actives(
             assert standby is not active
             takeovers.append(took)
             active.start()  # back, as the standby now
-            wait_for(lambda back=active: back.state() == "standby", timeout=60)  # type: ignore[misc]
+            wait_for(lambda back=active: back.state() == "standby", timeout=120)  # type: ignore[misc]
         writer.join(120)
         assert writing_done.is_set()
         wait_for(lambda: all(len(app.household_chain(h)) == 1 for h in households), timeout=30)
@@ -188,3 +189,18 @@ def test_a_lease_is_held_by_one_instance_and_freed_when_its_session_ends(pg_sche
 
     asyncio.run(scenario())
     assert lease_key("a", "projector") != lease_key("b", "projector")
+
+
+def test_health_of_a_standby_says_whether_it_could_take_over() -> None:
+    from jiuzhu.serve import Health
+
+    lease = LeaseState(roles=["relay"], state="standby")
+    health = Health(lease=lease)
+    assert health.report() == (
+        True,
+        {"healthy": True, "status": "ok", "state": "standby", "components": {}},
+    )
+    lease.reachable = False  # PostgreSQL away: it could not take over
+    healthy, body = health.report()
+    assert not healthy
+    assert body["status"] == "degraded"

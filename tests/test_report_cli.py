@@ -29,7 +29,12 @@ def env(app: CaseWork, pg_schema: str) -> dict[str, str]:
     for model in models:
         catch_up(model, app)
     models[0].datastore.close()
-    return {"JIUZHU_DATABASE_URL": DATABASE_URL, "JIUZHU_DB_SCHEMA": pg_schema}
+    return {
+        "JIUZHU_DATABASE_URL": DATABASE_URL,
+        "JIUZHU_DB_SCHEMA": pg_schema,
+        "JIUZHU_ACTOR": "county-analyst",
+        "JIUZHU_ROLE": "analyst",
+    }
 
 
 def report(env: dict[str, str], *args: str) -> str:
@@ -113,3 +118,17 @@ def test_unknown_report_and_bad_month_are_refused(env: dict[str, str]) -> None:
     month = CliRunner().invoke(cli, ["report", "funnel", "--from", "2023-13"], env=env)
     assert month.exit_code == 1
     assert "not a month" in month.output
+
+
+def test_report_says_who_reads_like_every_reading_command(env: dict[str, str]) -> None:
+    anonymous = {k: v for k, v in env.items() if k not in ("JIUZHU_ACTOR", "JIUZHU_ROLE")}
+    missing = CliRunner().invoke(cli, ["report", "funnel"], env=anonymous)
+    assert missing.exit_code == 1
+    assert "say who acts: --actor and --role" in missing.output
+    upstream = CliRunner().invoke(
+        cli, ["report", "funnel", "--actor", "feed", "--role", "upstream_system"], env=anonymous
+    )
+    assert upstream.exit_code == 1
+    assert "feed (upstream_system) may not read history" in upstream.output
+    options = ["--actor", "ms-li", "--role", "auditor", "--format", "json"]
+    assert json.loads(report(anonymous, "funnel", *options))["rows"]

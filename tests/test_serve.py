@@ -168,3 +168,14 @@ async def remove(options: Any) -> None:
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_stream(name)
     await client.close()
+
+
+def test_health_listens_on_loopback_when_embedded_unless_configured() -> None:
+    from jiuzhu.cli_serve import with_health_host
+    from jiuzhu.serve import ServeSettings
+
+    options = ServeSettings(health_port=8081)
+    assert with_health_host(options, embedded=True).health_host == "127.0.0.1"
+    assert with_health_host(options, embedded=False).health_host == "0.0.0.0"
+    chosen = ServeSettings(health_host="10.0.0.5")
+    assert with_health_host(chosen, embedded=True).health_host == "10.0.0.5"

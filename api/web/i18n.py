@@ -41,7 +41,7 @@ ZH: dict[str, str] = {
     "Referrals waiting": "待回复转介",
     "Emergency relief to regularise": "待补办的先行救助",
     "Overdue": "已逾期", "Notice over": "公示期满",
-    "Escalated to the county": "已上报县级",
+    "Escalated to the county": "已上报县级", "Escalation": "上报",
     "due": "到期",
     "ends": "结束",
     "Nothing waiting.": "暂无待办。",

@@ -42,7 +42,7 @@ async def carry_checkpoints(
     # so a store at rest is covered outside the database (bounded: a broker that is away
     # must not hold up the shutdown).
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(_round(app, broker_url, subject, stream, interval=0.0), 15)
+        await asyncio.wait_for(_round(app, broker_url, subject, stream, interval=0.0), 5)
 
 
 async def _round(
