@@ -113,3 +113,15 @@ def status(
         casework.authorise_read(person.actor, person.role, "read_history")
         generations = casework.data_keys.generations(household_id)
     print_json([g.__dict__ for g in generations])
+
+
+@app.command("reindex")
+@user_errors
+def reindex() -> None:
+    """Add cases recorded before the id-card search index existed to it (safe to rerun)."""
+    from jiuzhu.privacy.blind_index import rebuild_blind_index
+
+    settings = load_settings()
+    with open_audited(settings) as casework:
+        added = rebuild_blind_index(casework)
+    console.print(f"search index: {added} id-card entries added", highlight=False)

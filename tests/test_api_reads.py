@@ -21,7 +21,7 @@ from projections.feed import catch_up
 from tests.api_support import api_client, bearer, settings_in
 from tests.conftest import DATABASE_URL
 from tests.report_stories import province, report_models
-from tests.stories import opened
+from tests.stories import by, opened
 
 pytestmark = pytest.mark.postgres
 
@@ -157,3 +157,21 @@ def test_auditors_verify_and_export(
     assert refused.json()["detail"] == "caseworker-7 (caseworker) may not export audit trail"
     neither = client.post("/audit/exports", json={}, headers=auditor)
     assert neither.status_code == 422
+
+
+def test_cases_recorded_before_the_index_are_added_by_reindex(
+    client: httpx.Client, settings: Settings, app: AuditedCaseWork
+) -> None:
+    from jiuzhu.privacy.blind_index import rebuild_blind_index
+
+    opened(app, household="HH-OLD-1")
+    opened(app, household="HH-OLD-2")
+    with app.datastore.transaction(commit=True) as curs:  # as before the index existed
+        curs.execute(SQL("DELETE FROM {0}").format(app.blind_index.table))
+    app.erase_personal_data(
+        {"household_id": "HH-OLD-2", "by": by("approver", reason="PIPL art. 47")}
+    )
+    assert rebuild_blind_index(app) == 1  # the erased household stays out
+    assert rebuild_blind_index(app) == 0  # and again: nothing new
+    found = client.get("/households", params={"id_card": ID_CARD}, headers=staff(settings))
+    assert [h["household_id"] for h in found.json()["households"]] == ["HH-OLD-1"]

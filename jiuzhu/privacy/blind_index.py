@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.utils import get_topic
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
@@ -26,7 +27,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from domain.case import Case
 from jiuzhu.privacy.keys import ERASED_TOPIC
 
-__all__ = ["BlindIndex", "normalise_id_card"]
+__all__ = ["BlindIndex", "normalise_id_card", "rebuild_blind_index"]
 
 _KEY_PURPOSE = b"jiuzhu blind index of id-card numbers, v1"
 
@@ -79,15 +80,7 @@ class BlindIndex:
 
     def on_insert(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]) -> None:
         """Recorder hook: add this save's entries, drop erased households', in its transaction."""
-        entries: list[tuple[bytes, str]] = getattr(self._pending, "entries", [])
-        if entries:
-            curs.executemany(
-                self._sql(
-                    "INSERT INTO {table} (digest, household_id) VALUES (%s, %s)"
-                    " ON CONFLICT DO NOTHING"
-                ),
-                entries,
-            )
+        self.insert(curs, getattr(self._pending, "entries", []))
         for event in stored_events:
             if event.topic == ERASED_TOPIC:
                 state: dict[str, Any] = orjson.loads(event.state)
@@ -95,6 +88,18 @@ class BlindIndex:
                     self._sql("DELETE FROM {table} WHERE household_id = %s"),
                     (str(state["household_id"]),),
                 )
+
+    def insert(self, curs: Cursor[DictRow], entries: Sequence[tuple[bytes, str]]) -> int:
+        """Add (digest, household) entries not yet there; how many were new."""
+        if not entries:
+            return 0
+        curs.executemany(
+            self._sql(
+                "INSERT INTO {table} (digest, household_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+            ),
+            entries,
+        )
+        return max(curs.rowcount, 0)  # psycopg sums the rows of every statement
 
     def households(self, id_card: str) -> list[str]:
         """The households a member with this id-card number belongs to (exact match)."""
@@ -106,3 +111,29 @@ class BlindIndex:
                 (self.digest(id_card),),
             )
             return [str(row["household_id"]) for row in curs.fetchall()]
+
+
+def rebuild_blind_index(app: Any, *, batch: int = 1000) -> int:
+    """Index the id-card numbers of cases recorded before the index existed; how many added.
+
+    Reads every Case.Discovered from the log (personal values unsealed with their keys):
+    erased households read [erased] and stay out. Safe to run again, or beside writers.
+    """
+    from jiuzhu.privacy.mapper import ERASED, UNREADABLE
+
+    topic = get_topic(Case.Discovered)
+    added = 0
+    start = 1
+    while True:
+        notifications = app.recorder.select_notifications(start, batch, topics=[topic])
+        if not notifications:
+            return added
+        events = [app.mapper.to_domain_event(n) for n in notifications]
+        entries = [
+            (app.blind_index.digest(e.personal["id_card"]), e.household_id)
+            for e in events
+            if (e.personal or {}).get("id_card") not in (None, "", ERASED, UNREADABLE)
+        ]
+        with app.datastore.transaction(commit=True) as curs:
+            added += app.blind_index.insert(curs, entries)
+        start = notifications[-1].id + 1
