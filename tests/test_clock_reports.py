@@ -81,6 +81,8 @@ def test_jiuzhu_report_deadlines_and_case_history_tell_what_the_clock_did(
         datastore.close()
     monkeypatch.setenv("JIUZHU_DATABASE_URL", DATABASE_URL)
     monkeypatch.setenv("JIUZHU_DB_SCHEMA", pg_schema)
+    monkeypatch.setenv("JIUZHU_ACTOR", "analyst-3")
+    monkeypatch.setenv("JIUZHU_ROLE", "analyst")
     runner = CliRunner()
     analyst = ["--actor", "analyst-zhou", "--role", "analyst"]
     shown = runner.invoke(cli, ["report", "deadlines", "--format", "json", *analyst])
