@@ -40,7 +40,15 @@ from domain.roles import may_read
 from domain.values import Programme
 from jiuzhu.narrate import CHINA_TIME
 
-__all__ = ["PROBLEMS", "PROVENANCE_FIELDS", "add_command", "body_model", "parse_if_match"]
+__all__ = [
+    "PROBLEMS",
+    "PROVENANCE_FIELDS",
+    "CommandRequest",
+    "add_command",
+    "body_model",
+    "parse_if_match",
+    "run_command",
+]
 
 PROVENANCE_FIELDS = ("reason", "occurred_at", "causation_id", "correlation_id")
 _CASE_NAMESPACE = uuid5(NAMESPACE_URL, "https://jiuzhu.example/api/open-case")
@@ -139,7 +147,7 @@ def parse_if_match(value: str | None) -> int | None:
 
 
 @dataclass(frozen=True)
-class _Request:
+class CommandRequest:
     """One command request: the command's input and how it must be run."""
 
     kind: type[Command]
@@ -191,14 +199,14 @@ def _replay(answer: dict[str, Any], fingerprint: str) -> dict[str, Any]:
     return {**answer, "replayed": True}
 
 
-def _target(casework: CaseWork, request: _Request) -> tuple[str, Any]:
+def _target(casework: CaseWork, request: CommandRequest) -> tuple[str, Any]:
     """What the command changes: ("case", id) or ("household", registry number)."""
     if "case_id" in request.given:
         return "case", request.given["case_id"]
     return "household", request.given.get("household_id")
 
 
-def _run(casework: CaseWork, request: _Request) -> dict[str, Any]:
+def run_command(casework: CaseWork, request: CommandRequest) -> dict[str, Any]:
     """Run the command in a unit of work; the answer (the stored one on a retry)."""
     key = request.request_key
     if key is not None and (stored := _stored_answer(casework, key)) is not None:
@@ -280,7 +288,7 @@ def add_command(
         if kind is OpenCase and "case_id" not in given:
             # A retry must name the same case: derive it from the key when there is one.
             given["case_id"] = uuid5(_CASE_NAMESPACE, request_key) if request_key else uuid4()
-        command = _Request(
+        command = CommandRequest(
             kind=kind,
             given=given,
             principal=principal,
@@ -360,12 +368,12 @@ def _execute(
     request: Request,
     casework: CaseWork,
     principal: Principal,
-    command: _Request,
+    command: CommandRequest,
     created: bool,
     after: Callable[[Any], None] | None,
 ) -> Response:
     try:
-        answer = _run(casework, command)
+        answer = run_command(casework, command)
     except InvalidCommandError as error:
         raise _renamed(error) from None
     if after is not None and not answer["replayed"]:

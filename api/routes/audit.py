@@ -22,7 +22,7 @@ from jiuzhu.cli_common import Who
 from jiuzhu.settings import Settings
 from projections.regions import normalise_region
 
-__all__ = ["router"]
+__all__ = ["router", "verify_report"]
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -53,9 +53,10 @@ class Verification(BaseModel):
     findings: list[Finding]
 
 
-def _verify(
+def verify_report(
     casework: AuditedCaseWork, settings: Settings, principal: Principal, case_id: UUID | None
 ) -> dict[str, Any]:
+    """`audit verify` for an auditor, as JSON (the API's answer and the workbench's page)."""
     casework.authorise_read(principal.actor, principal.role, "verify_audit_trail")
     keys = trusted_keys(settings)
     if casework.signer is not None:  # the key this very process signs checkpoints with
@@ -72,7 +73,7 @@ async def verify(
     case_id: Annotated[UUID | None, Query(description="Only this case's events")] = None,
 ) -> dict[str, Any]:
     """Recompute every hash and checkpoint; name each row changed, deleted, inserted or moved."""
-    return await run_in_threadpool(_verify, casework, settings, principal, case_id)
+    return await run_in_threadpool(verify_report, casework, settings, principal, case_id)
 
 
 class ExportRequest(BaseModel):

@@ -456,7 +456,7 @@ def audit_verify(request: Request) -> Response:
         viewer = _allowed(request, "audit")
     except PermissionError:
         return _forbidden(request, viewer_of(request))
-    report = audit_routes._verify(
+    report = audit_routes.verify_report(
         _casework(request), request.app.state.settings, viewer.principal, None
     )
     request.app.state.web_last_verify = VerifyResult(

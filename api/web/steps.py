@@ -344,8 +344,8 @@ def run_step(
                    ensure_ascii=False).encode()
     ).hexdigest()  # fmt: skip
     version = form.get("if_match", "").strip()
-    request = commands._Request(
+    request = commands.CommandRequest(
         kind=kind, given=given, principal=principal, request_key=request_key,
         fingerprint=fingerprint, if_match=int(version) if version.isdigit() else None,
     )  # fmt: skip
-    return commands._run(casework, request)
+    return commands.run_command(casework, request)
