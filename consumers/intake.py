@@ -308,6 +308,11 @@ class _Delivery:
     nack: Callable[[], Awaitable[Any]]  # leave it for another try
     nack_delays: bool  # whether nack itself delays the next try (NATS)
     sequence: int = 0  # NATS: its stream sequence (0 elsewhere)
+    # NATS: delivered for the first time. An order-only refusal on a first delivery is
+    # always held once: the earlier message may have taken effect (and left the ack floor)
+    # after this batch read the household, so only a later try, on fresh state, may call
+    # the refusal final.
+    first_delivery: bool = False
 
 
 @dataclass
@@ -407,6 +412,7 @@ class _Intake:
             nack=lambda: msg.nak(delay=delay),
             nack_delays=True,
             sequence=_stream_sequence(msg),
+            first_delivery=_num_delivered(msg) == 1,
         )
 
     async def take(self, deliveries: Sequence[_Delivery]) -> list[_Delivery]:
@@ -468,8 +474,9 @@ class _Intake:
             ):
                 if isinstance(outcome, TRANSIENT):
                     retries.append((delivery, outcome))
-                elif isinstance(outcome, ORDER_ONLY) and await self._earlier_on_its_way(
-                    delivery, event, settled
+                elif isinstance(outcome, ORDER_ONLY) and (
+                    delivery.first_delivery
+                    or await self._earlier_on_its_way(delivery, event, settled)
                 ):
                     # Refused only for coming before an earlier message of its household
                     # that is still on its way (handed to a killed or another intake):
@@ -636,6 +643,13 @@ async def _not_given_back() -> None:
 def _stream_sequence(msg: Msg) -> int:
     try:
         return int(msg.metadata.sequence.stream)
+    except Exception:  # not a JetStream message (in-memory test brokers)
+        return 0
+
+
+def _num_delivered(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.num_delivered)
     except Exception:  # not a JetStream message (in-memory test brokers)
         return 0
 
