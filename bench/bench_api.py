@@ -18,7 +18,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -48,18 +47,12 @@ from bench.common import (
     print_targets,
 )
 from jiuzhu.bootstrap import casework
+from jiuzhu.embedded import free_port
 from jiuzhu.narrate import CHINA_TIME
 from jiuzhu.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = (100, 300)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def by() -> dict[str, Any]:

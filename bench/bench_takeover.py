@@ -1,3 +1,4 @@
+
 """Benchmark: how long a standby takes to become active after the active one is SIGKILLed.
 
 Run: .venv/bin/python -m bench.bench_takeover [--database-url URL] [--nats-url URL] [--kills N]
@@ -16,7 +17,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,13 +29,9 @@ from uuid import uuid4
 
 import psycopg
 
+from jiuzhu.embedded import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def state(port: int) -> str:

@@ -10,13 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from jiuzhu.embedded import nats_server_executable
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from jiuzhu.embedded import free_port, nats_server_executable
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
