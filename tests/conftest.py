@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
 
@@ -23,8 +24,8 @@ DATABASE_URL = os.environ.get(
 )
 
 
-@pytest.fixture
-def pg_schema() -> Iterator[str]:
+@contextmanager
+def scratch_schema() -> Iterator[str]:
     """A fresh schema in the test database, dropped afterwards."""
     schema = f"t_{uuid4().hex[:12]}"
     with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
@@ -34,6 +35,13 @@ def pg_schema() -> Iterator[str]:
     finally:
         with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh schema in the test database, dropped afterwards."""
+    with scratch_schema() as schema:
+        yield schema
 
 
 @pytest.fixture

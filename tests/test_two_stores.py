@@ -10,9 +10,8 @@ import asyncio
 import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
-import psycopg
 import pytest
 
 import tests.stories
@@ -26,7 +25,7 @@ from projections.base import read_model_datastore
 from projections.case_status import CaseStatus
 from projections.rebuild import replay
 from projections.registry import READ_MODELS
-from tests.conftest import DATABASE_URL
+from tests.conftest import DATABASE_URL, scratch_schema
 from tests.stories import enrolled, opened, pay
 from tests.test_case_status import all_case_ids, expected_rows, table_rows, varied_cases
 from tests.test_pipeline_brokers import caught_up, cleanup, eventually, service
@@ -43,14 +42,8 @@ def same_case_ids() -> Iterator[UUID]:
 
 @pytest.fixture
 def second_schema() -> Iterator[str]:
-    schema = f"t_{uuid4().hex[:12]}"
-    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
+    with scratch_schema() as schema:
         yield schema
-    finally:
-        with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 class Recorded:
