@@ -324,6 +324,8 @@ class _Intake:
     retry_delay: float
     rabbit_runs: DeliveryRuns[RabbitMessage] | None = None
     rabbit_taking: asyncio.Task[None] | None = None
+    # Made on the first traced batch and kept: it creates its table once, not per batch.
+    trace_contexts: tracing.TraceContexts | None = None
 
     async def guard(self, call_next: Callable[[Any], Any], message: StreamMessage[Any]) -> None:
         """Every message ends acked (applied, duplicate, dead-lettered) or retried later."""
@@ -513,7 +515,10 @@ class _Intake:
             (event.causation_id, tracing.traceparent_of(span))
             for (_, event), span in zip(good, spans, strict=True)
         ]
-        contexts = tracing.TraceContexts(self.app.recorder.datastore)  # type: ignore[attr-defined]
+        if self.trace_contexts is None:
+            datastore = self.app.recorder.datastore  # type: ignore[attr-defined]
+            self.trace_contexts = tracing.TraceContexts(datastore)
+        contexts = self.trace_contexts
         try:
             await asyncio.to_thread(contexts.record, links)
         except Exception as error:  # traces are a help, never a reason to stop taking

@@ -110,6 +110,7 @@ class Relay:
         self.positions = RelayPosition(recorder, f"{publisher.kind}:{destination.stream}")
         self.stats = RelayStats()
         self.store = ""  # the event store's id, read when the relay starts
+        self.trace_contexts = TraceContexts(recorder.datastore)  # read only when tracing
         self._wakeup = asyncio.Event()
 
     def healthy(self, *, stale_after: float = 10.0) -> bool:
@@ -196,10 +197,9 @@ class Relay:
 
     async def _traced(self, messages: list[EventMessage]) -> list[Span]:
         """Spans continuing the traces of the upstream messages that caused these events."""
-        contexts = TraceContexts(self.recorder.datastore)
         try:
             found = await asyncio.to_thread(
-                contexts.find, [m.headers.get(CAUSATION_ID, "") for m in messages]
+                self.trace_contexts.find, [m.headers.get(CAUSATION_ID, "") for m in messages]
             )
         except Exception as error:  # traces are a help, never a reason to stop relaying
             log.warning("trace contexts not read", error=repr(error))
