@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Protocol
@@ -63,7 +63,6 @@ __all__ = [
     "ProjectorStats",
     "StoppingError",
     "log_source",
-    "stored_states",
     "subscribe_projector",
 ]
 
@@ -150,13 +149,14 @@ class Projector:
         *,
         application_name: str,
         deadletter: DeadLetterer,
-        claims: Callable[[Sequence[int]], dict[int, bytes]] | None = None,
         store: str | None = None,
         log_source: LogSource | None = None,
     ) -> None:
         self.read_models = list(read_models)
         self.store = store  # None: take messages from any store (tests, benchmarks)
-        self.log_source = log_source  # None: no gap filling
+        # The event store's log: notifications the broker skipped (gaps) and the state of
+        # claim-checked events (too big for the broker). None: neither is read.
+        self.log_source = log_source
         self._known: int | None = None  # everything up to it applied (None: ask the models)
         self._by_datastore: dict[PostgresDatastore, list[ReadModel]] = {}
         # By name: the order `jiuzhu rebuild` locks live tables in when it swaps them.
@@ -166,8 +166,6 @@ class Projector:
         self.decoder = EventDecoder(mapper, [type(model) for model in self.read_models])
         self.application_name = application_name
         self.deadletter = deadletter
-        # The stored state of claim-checked events (too big for the broker), by notification id.
-        self.claims = claims
         self.stats = ProjectorStats()
         self.stopping = asyncio.Event()
         self._busy = asyncio.Lock()
@@ -289,13 +287,21 @@ class Projector:
         checked = [p for p, (_, (headers, _)) in rows.items() if CLAIM_CHECK in headers]
         if not checked:
             return
-        states = await asyncio.to_thread(self.claims, checked) if self.claims else {}
+        states = await asyncio.to_thread(self._stored_states, checked) if self.log_source else {}
         for position in checked:
             row, (headers, body) = rows.pop(position)
             if position in states:
                 rows[position] = ((*row[:4], states[position]), (headers, body))
             else:
                 await self._dead_letter(headers, body, f"claim check {position}: not in the store")
+
+    def _stored_states(self, positions: Sequence[int]) -> dict[int, bytes]:
+        assert self.log_source is not None
+        return {
+            row[0]: row[4]
+            for position in positions
+            for row in self.log_source(position - 1, position + 1, 1)
+        }
 
     async def _decode(self, rows: list[tuple[LogRow, Incoming]]) -> LogBatch:
         """The batch's events as a rebuild decodes them; a message that fails is dead-lettered."""
@@ -402,16 +408,6 @@ def _projector_spans(rows: Mapping[int, tuple[LogRow, Incoming]]) -> list[Span]:
                 )
             )
     return spans
-
-
-def stored_states(app: Any, notification_ids: Sequence[int]) -> dict[int, bytes]:
-    """The stored state of events by notification id, read from an application's log."""
-    states = {}
-    for notification_id in notification_ids:
-        for notification in app.recorder.select_notifications(start=notification_id, limit=1):
-            if notification.id == notification_id:
-                states[notification_id] = notification.state
-    return states
 
 
 class Feed:

@@ -27,7 +27,7 @@ from api.server import start_api
 from consumers import tracing
 from consumers.brokers import AnyBroker, broker_connected, make_broker
 from consumers.lease import UNLEASED_ROLES, Lease, LeaseState, run_leased
-from consumers.projector import Feed, Projector, log_source, stored_states, subscribe_projector
+from consumers.projector import Feed, Projector, log_source, subscribe_projector
 from consumers.relay import Relay
 from consumers.store_identity import store_identity
 from consumers.streams import BrokerDeadLetterer, EventsDestination, declare_events, make_publisher
@@ -303,7 +303,6 @@ class Service:
             models,
             application_name=app.name,
             deadletter=BrokerDeadLetterer(broker, destination),
-            claims=lambda ids: stored_states(app, ids),
             store=await asyncio.to_thread(store_identity, app.recorder.datastore),  # type: ignore[attr-defined]
             log_source=log_source(app.recorder),
         )
